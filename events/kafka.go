@@ -1,0 +1,271 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ParseBrokers splits a comma-separated broker list, dropping blanks.
+func ParseBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// EnsureTopics creates the topics that do not exist yet. Services call it at
+// start-up so that a fresh cluster (or the embedded broker) works without a
+// separate provisioning step; existing topics are left as they are.
+func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})
+	}
+	res, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics on %v: %w", brokers, err)
+	}
+	for t, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Producer publishes envelopes. It is safe for concurrent use; concurrent
+// Publish calls share batches.
+type Producer struct {
+	w *kafka.Writer
+}
+
+// NewProducer builds a producer with the settings the platform relies on,
+// each of which differs from kafka-go's default:
+//   - RequiredAcks all: an ack to a phone means the event is durable
+//     (the default, none, acknowledges nothing);
+//   - Hash balancer: one key always lands on one partition, which is what
+//     keeps a driver's pings and a trip's commands in order (the default is
+//     round-robin);
+//   - BatchTimeout of a few milliseconds: the default, 1 s, makes every lone
+//     synchronous write wait a second.
+func NewProducer(brokers []string, batchTimeout time.Duration) *Producer {
+	if batchTimeout <= 0 {
+		batchTimeout = 2 * time.Millisecond
+	}
+	return &Producer{w: &kafka.Writer{
+		Addr:            kafka.TCP(brokers...),
+		Balancer:        &kafka.Hash{},
+		RequiredAcks:    kafka.RequireAll,
+		BatchTimeout:    batchTimeout,
+		BatchSize:       1000,
+		MaxAttempts:     5,
+		WriteBackoffMin: 20 * time.Millisecond,
+		WriteBackoffMax: 500 * time.Millisecond,
+	}}
+}
+
+// Publish writes the envelopes to topic and returns once the brokers have
+// acknowledged all of them.
+func (p *Producer) Publish(ctx context.Context, topic string, evs ...Envelope) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(evs))
+	for i, e := range evs {
+		b, err := encode(e)
+		if err != nil {
+			return err
+		}
+		msgs[i] = kafka.Message{Topic: topic, Key: []byte(e.Key), Value: b}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d event(s) to %s: %w", len(evs), topic, err)
+	}
+	producedTotal.WithLabelValues(topic).Add(float64(len(evs)))
+	return nil
+}
+
+// PublishRaw writes one message as is; used for dead letters and tests.
+func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []byte) error {
+	if err := p.w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: key, Value: value}); err != nil {
+		return fmt.Errorf("publish raw message to %s: %w", topic, err)
+	}
+	producedTotal.WithLabelValues(topic).Inc()
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Producer) Close() error { return p.w.Close() }
+
+// Handler applies one event. It must be idempotent: the consumer commits the
+// offset only after the handler returns nil, so a crash in between
+// redelivers the event. A permanent error (see Permanent) sends the event to
+// the dead-letter topic; any other error is retried.
+type Handler func(ctx context.Context, e Envelope) error
+
+// ConsumerConfig describes one consumer-group member.
+type ConsumerConfig struct {
+	Brokers []string
+	Group   string
+	Topic   string
+	// DeadLetters receives events the handler rejects permanently.
+	DeadLetters *Producer
+	Logger      *slog.Logger
+	// SessionTimeout bounds how long a killed member keeps its partitions.
+	// kafka-go's default is 30 s; the platform uses 10 s.
+	SessionTimeout time.Duration
+}
+
+// Consume runs a consumer-group member until ctx ends. It fetches with
+// FetchMessage and commits only after the handler has succeeded (kafka-go's
+// ReadMessage commits before processing, which loses events on a crash).
+// A new group starts at the first offset so nothing produced before the
+// consumer first started is skipped.
+func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("group", cfg.Group, "topic", cfg.Topic)
+	session := cfg.SessionTimeout
+	if session <= 0 {
+		session = 10 * time.Second
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           cfg.Brokers,
+		GroupID:           cfg.Group,
+		Topic:             cfg.Topic,
+		StartOffset:       kafka.FirstOffset,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           250 * time.Millisecond,
+		ReadBackoffMin:    5 * time.Millisecond,
+		ReadBackoffMax:    100 * time.Millisecond,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    session,
+		RebalanceTimeout:  5 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		// Offsets are marked only after the handler succeeded, then committed
+		// in the background; Close commits what is marked. A crash can
+		// redeliver up to one interval of events, which handlers tolerate.
+		CommitInterval: 100 * time.Millisecond,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka reader", "err", fmt.Sprintf(msg, args...))
+		}),
+	})
+	defer func() {
+		if err := r.Close(); err != nil {
+			log.Warn("close kafka reader", "err", err)
+		}
+	}()
+	backoff := newBackoff()
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("fetch", "err", err)
+			if !backoff.wait(ctx) {
+				return nil
+			}
+			continue
+		}
+		backoff.reset()
+		if err := handle(ctx, cfg, log, h, m); err != nil {
+			if ctx.Err() != nil {
+				return nil // not committed: the next owner gets it again
+			}
+			return err
+		}
+		if err := r.CommitMessages(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("commit %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		}
+	}
+}
+
+// handle runs the handler on one message until it succeeds, is dead-lettered,
+// or ctx ends.
+func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, m kafka.Message) error {
+	backoff := newBackoff()
+	for {
+		e, err := Decode(m.Value)
+		if err == nil {
+			err = h(ctx, e)
+		}
+		if err == nil {
+			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrPermanent) {
+			return deadLetter(ctx, cfg, log, m, err)
+		}
+		log.Warn("handler failed; retrying", "partition", m.Partition, "offset", m.Offset, "err", err)
+		handlerRetries.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+		if !backoff.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+func deadLetter(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, m kafka.Message, reason error) error {
+	log.Error("dead-lettering event", "partition", m.Partition, "offset", m.Offset, "reason", reason)
+	deadLettersTotal.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+	if cfg.DeadLetters == nil {
+		return fmt.Errorf("no dead-letter producer for %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, reason)
+	}
+	dl := DeadLetter{Reason: reason.Error(), Group: cfg.Group, Topic: m.Topic, Partition: m.Partition,
+		Offset: m.Offset, Key: string(m.Key), Value: string(m.Value)}
+	env, err := NewWithID(fmt.Sprintf("dl-%s-%s-%d-%d", cfg.Group, m.Topic, m.Partition, m.Offset),
+		TypeDeadLetter, string(m.Key), time.Now(), dl)
+	if err != nil {
+		return err
+	}
+	backoff := newBackoff()
+	for {
+		err := cfg.DeadLetters.Publish(ctx, TopicDeadLetters, env)
+		if err == nil {
+			return nil
+		}
+		log.Warn("publish dead letter; retrying", "err", err)
+		if !backoff.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
+func (b *backoff) reset()  { b.d = 50 * time.Millisecond }
+
+// wait sleeps for the current delay and doubles it up to 5 s; false if ctx ended.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	if b.d *= 2; b.d > 5*time.Second {
+		b.d = 5 * time.Second
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
