@@ -95,6 +95,35 @@ func (p *Producer) Publish(ctx context.Context, topic string, evs ...Envelope) e
 	return nil
 }
 
+// Outgoing is one envelope bound for a topic.
+type Outgoing struct {
+	Topic string
+	Env   Envelope
+}
+
+// PublishAll writes envelopes bound for several topics in one batch and
+// returns once the brokers have acknowledged all of them.
+func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(outs))
+	for i, o := range outs {
+		b, err := encode(o.Env)
+		if err != nil {
+			return err
+		}
+		msgs[i] = kafka.Message{Topic: o.Topic, Key: []byte(o.Env.Key), Value: b}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d event(s): %w", len(outs), err)
+	}
+	for _, o := range outs {
+		producedTotal.WithLabelValues(o.Topic).Inc()
+	}
+	return nil
+}
+
 // PublishRaw writes one message as is; used for dead letters and tests.
 func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []byte) error {
 	if err := p.w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: key, Value: value}); err != nil {

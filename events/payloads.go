@@ -126,7 +126,10 @@ type Trip struct {
 	Dropoff  LatLng `json:"dropoff"`
 	Reason   string `json:"reason,omitempty"`
 	// Offer is the open offer while the trip is OFFERED.
-	Offer       *Offer    `json:"offer,omitempty"`
+	Offer *Offer `json:"offer,omitempty"`
+	// Offered lists every driver this trip has been offered to, in order: a
+	// driver is never offered the same trip twice, and only they may answer.
+	Offered     []string  `json:"offered,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }

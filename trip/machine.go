@@ -1,0 +1,45 @@
+// Package trip owns trip state: the per-trip state machine, its storage in
+// Redis, and the service that applies trip commands (from phones and the
+// dispatcher) and tells both phones and the rest of the platform what
+// changed. It is the single writer of trips.
+package trip
+
+import (
+	ev "github.com/hexride/hexride/events"
+)
+
+// Transitions is the whole state machine: state × command → next state.
+// Anything not listed is illegal. A ride.request creates a trip in
+// REQUESTED; it is not a transition. docs/trip-states.md is checked against
+// this table by a test.
+var Transitions = map[string]map[string]string{
+	ev.StateRequested: {
+		ev.TypeDispatchOffer:     ev.StateOffered,
+		ev.TypeTripCancel:        ev.StateCancelled,
+		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
+	},
+	ev.StateOffered: {
+		ev.TypeOfferAccept:       ev.StateAccepted,
+		ev.TypeOfferDecline:      ev.StateRequested,
+		ev.TypeDispatchExpire:    ev.StateRequested,
+		ev.TypeTripCancel:        ev.StateCancelled,
+		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
+	},
+	ev.StateAccepted: {
+		ev.TypeTripArrive: ev.StateArrived,
+		ev.TypeTripCancel: ev.StateCancelled,
+	},
+	ev.StateArrived: {
+		ev.TypeTripStart:  ev.StateInProgress,
+		ev.TypeTripCancel: ev.StateCancelled,
+	},
+	ev.StateInProgress: {
+		ev.TypeTripComplete: ev.StateCompleted,
+	},
+}
+
+// Next returns the state cmd leads to from state, or false if illegal.
+func Next(state, cmd string) (string, bool) {
+	next, ok := Transitions[state][cmd]
+	return next, ok
+}

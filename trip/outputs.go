@@ -1,0 +1,90 @@
+package trip
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+var errNil = redis.Nil
+
+// outputs are the events one applied transition causes, with ids derived from
+// the trip and version so that re-sending them is recognisably the same:
+// the trip.updated event, an `offer` push to a newly offered driver, and a
+// `trip` push to the rider and to the driver attached to the trip (the
+// offered driver while OFFERED, the assigned driver from ACCEPTED, and the
+// driver whose offer this transition just closed).
+func outputs(u ev.TripUpdated) []ev.Outgoing {
+	t := u.Trip
+	at := t.UpdatedAt
+	var outs []ev.Outgoing
+	add := func(topic, id, typ, key string, payload any) {
+		env, err := ev.NewWithID(id, typ, key, at, payload)
+		if err != nil {
+			panic(err) // only our own structs are marshalled here
+		}
+		outs = append(outs, ev.Outgoing{Topic: topic, Env: env})
+	}
+	add(ev.TopicTripEvents, fmt.Sprintf("trip-%s-v%d", t.TripID, t.Version), ev.TypeTripUpdated, t.TripID, u)
+
+	push := func(user, kind string, msg any) {
+		b, err := json.Marshal(msg)
+		if err != nil {
+			panic(err)
+		}
+		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, user), ev.TypePush, user,
+			ev.Push{UserID: user, Message: b})
+	}
+	if t.State == ev.StateOffered && t.Offer != nil {
+		push(t.Offer.DriverID, ev.PushOffer, ev.NewOfferMessage(t, *t.Offer))
+	}
+	msg := ev.NewTripMessage(t)
+	push(t.RiderID, ev.PushTrip, msg)
+	driver := t.DriverID
+	switch {
+	case driver != "":
+	case t.Offer != nil:
+		driver = t.Offer.DriverID
+	case u.EndedOffer != nil:
+		driver = u.EndedOffer.DriverID
+	}
+	if driver != "" {
+		push(driver, ev.PushTrip, msg)
+	}
+	return outs
+}
+
+// HandleDriverEvent forwards a driver's ping to the rider of the trip the
+// driver is busy with (from acceptance until the trip ends), as a
+// `driver.location` push. Other driver events are not tripstate's business.
+func (s *Service) HandleDriverEvent(ctx context.Context, e ev.Envelope) error {
+	switch e.Type {
+	case ev.TypeDriverLocation:
+	case ev.TypeDriverAvailability:
+		return nil
+	default:
+		return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
+	}
+	var loc ev.DriverLocation
+	if err := e.DecodePayload(&loc); err != nil {
+		return err
+	}
+	tripID, riderID, ok, err := s.store.DriverClaim(ctx, loc.DriverID)
+	if err != nil || !ok {
+		return err
+	}
+	msg, err := json.Marshal(ev.DriverLocationMessage{Type: ev.PushDriverLocation, TripID: tripID, Lat: loc.Lat, Lng: loc.Lng,
+		Heading: loc.Heading, At: ev.FormatTime(e.OccurredAt)})
+	if err != nil {
+		return fmt.Errorf("encode driver.location push: %w", err)
+	}
+	env, err := ev.NewWithID("loc-"+e.ID, ev.TypePush, riderID, e.OccurredAt, ev.Push{UserID: riderID, Message: msg})
+	if err != nil {
+		return err
+	}
+	return s.pub.PublishAll(ctx, ev.Outgoing{Topic: ev.TopicUserPushes, Env: env})
+}

@@ -1,0 +1,208 @@
+package trip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+// Redis keys. A trip is a hash {v: version, json: Trip, last: TripUpdated};
+// the version field lets the apply script compare-and-set without decoding.
+func tripKey(id string) string        { return "trip:" + id }
+func eventKey(id string) string       { return "trip-event:" + id }
+func driverClaimKey(id string) string { return "driver:" + id + ":trip" }
+func riderTripKey(id string) string   { return "rider:" + id + ":trip" }
+
+const (
+	// eventMemory is how long an applied event id is remembered for
+	// de-duplication; far longer than any redelivery.
+	eventMemory = 24 * time.Hour
+	// terminalRetention is how long a finished trip stays readable.
+	terminalRetention = 7 * 24 * time.Hour
+)
+
+// applyScript stores one transition atomically with everything that must
+// change with it, so that no replica race can give a driver two trips or a
+// trip two drivers:
+//   - the event id is not yet applied (else "dup" and the version it made);
+//   - the stored version is the one the transition was computed from
+//     (else "stale");
+//   - on claim, the driver is free or already this trip's (else "busy");
+//   - on create, the rider has no other active trip (else "rider_busy").
+//
+// KEYS: trip, event, driver claim, rider trip.
+// ARGV: expected version, new version, trip json, update json, trip id,
+// claim op (claim|release|-), claim value, rider op (set|del|-), event ttl
+// seconds, terminal ttl seconds (0 = keep).
+var applyScript = redis.NewScript(`
+local done = redis.call('GET', KEYS[2])
+if done then return {'dup', done} end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return {'stale', tostring(v)} end
+if ARGV[6] == 'claim' then
+  local c = redis.call('GET', KEYS[3])
+  if c and c ~= ARGV[7] then return {'busy', c} end
+end
+if ARGV[8] == 'set' then
+  local c = redis.call('GET', KEYS[4])
+  if c and c ~= ARGV[5] then return {'rider_busy', c} end
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'json', ARGV[3], 'last', ARGV[4])
+if ARGV[6] == 'claim' then
+  redis.call('SET', KEYS[3], ARGV[7])
+elseif ARGV[6] == 'release' then
+  if redis.call('GET', KEYS[3]) == ARGV[7] then redis.call('DEL', KEYS[3]) end
+end
+if ARGV[8] == 'set' then
+  redis.call('SET', KEYS[4], ARGV[5])
+elseif ARGV[8] == 'del' then
+  if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[9]))
+if tonumber(ARGV[10]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10])) end
+return {'ok', ARGV[2]}
+`)
+
+// Store keeps trips in Redis. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// NewStore wraps a Redis client.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Trip loads a trip; ok is false if there is none.
+func (s *Store) Trip(ctx context.Context, id string) (ev.Trip, bool, error) {
+	t, _, ok, err := s.load(ctx, id)
+	return t, ok, err
+}
+
+func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, bool, error) {
+	vals, err := s.rdb.HMGet(ctx, tripKey(id), "json", "last").Result()
+	if err != nil {
+		return ev.Trip{}, nil, false, fmt.Errorf("load trip %s: %w", id, err)
+	}
+	raw, ok := vals[0].(string)
+	if !ok {
+		return ev.Trip{}, nil, false, nil
+	}
+	var t ev.Trip
+	if err := json.Unmarshal([]byte(raw), &t); err != nil {
+		return ev.Trip{}, nil, false, fmt.Errorf("decode stored trip %s: %w", id, err)
+	}
+	var last *ev.TripUpdated
+	if rawLast, ok := vals[1].(string); ok {
+		last = &ev.TripUpdated{}
+		if err := json.Unmarshal([]byte(rawLast), last); err != nil {
+			return ev.Trip{}, nil, false, fmt.Errorf("decode last update of trip %s: %w", id, err)
+		}
+	}
+	return t, last, true, nil
+}
+
+// CurrentTrip returns the user's active trip: as rider, the one they
+// requested; as driver, the one they accepted.
+func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error) {
+	var tripID string
+	switch role {
+	case "rider":
+		id, err := s.rdb.Get(ctx, riderTripKey(userID)).Result()
+		if errors.Is(err, redis.Nil) {
+			return ev.Trip{}, false, nil
+		} else if err != nil {
+			return ev.Trip{}, false, fmt.Errorf("current trip of rider %s: %w", userID, err)
+		}
+		tripID = id
+	case "driver":
+		id, _, ok, err := s.DriverClaim(ctx, userID)
+		if err != nil || !ok {
+			return ev.Trip{}, false, err
+		}
+		tripID = id
+	default:
+		return ev.Trip{}, false, nil
+	}
+	return s.Trip(ctx, tripID)
+}
+
+// DriverClaim returns the trip (and its rider) a driver is busy with, from
+// acceptance until the trip ends.
+func (s *Store) DriverClaim(ctx context.Context, driverID string) (tripID, riderID string, ok bool, err error) {
+	v, err := s.rdb.Get(ctx, driverClaimKey(driverID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", "", false, nil
+	} else if err != nil {
+		return "", "", false, fmt.Errorf("claim of driver %s: %w", driverID, err)
+	}
+	tripID, riderID, _ = strings.Cut(v, " ")
+	return tripID, riderID, true, nil
+}
+
+// change is one transition ready to store.
+type change struct {
+	eventID  string
+	from     int64 // the version it was computed from; 0 creates the trip
+	update   ev.TripUpdated
+	claimOp  string // claim|release|-
+	driverID string
+	riderOp  string // set|del|-
+}
+
+// result of an apply.
+type applyResult int
+
+const (
+	applied applyResult = iota
+	duplicate
+	stale
+	driverBusy
+	riderBusy
+)
+
+// apply stores c atomically; see applyScript.
+func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
+	t := c.update.Trip
+	tripJSON, err := json.Marshal(t)
+	if err != nil {
+		return 0, fmt.Errorf("encode trip %s: %w", t.TripID, err)
+	}
+	updJSON, err := json.Marshal(c.update)
+	if err != nil {
+		return 0, fmt.Errorf("encode update of trip %s: %w", t.TripID, err)
+	}
+	claimKey, claimVal := driverClaimKey("-"), ""
+	if c.driverID != "" {
+		claimKey, claimVal = driverClaimKey(c.driverID), t.TripID+" "+t.RiderID
+	}
+	var ttl int64
+	if ev.Terminal(t.State) {
+		ttl = int64(terminalRetention / time.Second)
+	}
+	res, err := applyScript.Run(ctx, s.rdb,
+		[]string{tripKey(t.TripID), eventKey(c.eventID), claimKey, riderTripKey(t.RiderID)},
+		c.from, t.Version, tripJSON, updJSON, t.TripID, c.claimOp, claimVal, c.riderOp,
+		int64(eventMemory/time.Second), ttl).StringSlice()
+	if err != nil {
+		return 0, fmt.Errorf("apply %s to trip %s: %w", c.update.Cause, t.TripID, err)
+	}
+	switch res[0] {
+	case "ok":
+		return applied, nil
+	case "dup":
+		return duplicate, nil
+	case "stale":
+		return stale, nil
+	case "busy":
+		return driverBusy, nil
+	case "rider_busy":
+		return riderBusy, nil
+	}
+	return 0, fmt.Errorf("apply %s to trip %s: unexpected script answer %v", c.update.Cause, t.TripID, res)
+}
