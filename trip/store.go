@@ -107,6 +107,12 @@ func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, 
 	return t, last, true, nil
 }
 
+// Legal reports whether command is a transition out of state.
+func (s *Store) Legal(state, command string) bool {
+	_, ok := Next(state, command)
+	return ok
+}
+
 // CurrentTrip returns the user's active trip: as rider, the one they
 // requested; as driver, the one they accepted.
 func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error) {

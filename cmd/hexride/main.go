@@ -1,0 +1,46 @@
+// Command hexride runs the whole platform in one process: gateway,
+// dispatcher and tripstate, on an embedded Kafka-protocol broker and an
+// embedded Redis-protocol server unless KAFKA_BROKERS and REDIS_ADDR say
+// otherwise.
+//
+//	hexride              run the platform (see -h for every setting)
+//	hexride token -role driver -sub d-42
+//	                     print a token signed with HEXRIDE_JWT_SECRET (or the
+//	                     development secret the demo uses when none is set)
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hexride/hexride/internal/platform"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hexride:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return platform.MintToken(args[1:], getenv, stdout, stderr)
+	}
+	return platform.Demo(ctx, args, getenv, stderr, platform.Options{OnListen: func(addr string) {
+		fmt.Fprintf(stdout, `
+hexride is running on http://%[1]s
+  WebSocket:  ws://%[1]s/v1/ws?token=<token>   (protocol: asyncapi.yaml)
+  Get a token: curl -s -X POST http://%[1]s/v1/dev/token -d '{"role":"rider","sub":"r-1"}'
+          or:  go run ./cmd/hexride token -role driver -sub d-1
+  Health:     http://%[1]s/healthz   Metrics: http://%[1]s/metrics
+Press Ctrl-C to stop.
+`, addr)
+	}})
+}

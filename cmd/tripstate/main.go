@@ -1,0 +1,23 @@
+// Command tripstate runs hexride's tripstate service alone, against a real Kafka
+// (KAFKA_BROKERS) and Redis (REDIS_ADDR). Run with -h for every setting.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hexride/hexride/internal/platform"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	svc := platform.Service{Name: "tripstate", DefaultAddr: "127.0.0.1:8082"}
+	if err := platform.Main(ctx, svc, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tripstate:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,336 @@
+// Package dispatch owns matching: it keeps the supply index of available
+// drivers from their pings, and for every requested trip offers the ride to
+// the nearest eligible driver, one at a time, re-offers on decline or
+// timeout, and gives up explicitly (dispatch.no_drivers) at the search
+// deadline. It decides; tripstate records. Its only outputs are commands on
+// the trip.commands topic.
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/sync/errgroup"
+
+	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/geo"
+)
+
+// Config tunes matching. Zero values take the defaults.
+type Config struct {
+	// OfferTimeout is how long a driver has to answer an offer (10 s).
+	OfferTimeout time.Duration
+	// SearchDeadline is how long after the request the search gives up (60 s).
+	SearchDeadline time.Duration
+	// StaleAfter is how old a driver's last ping may be for the driver to be
+	// offered anything (15 s: drivers ping every 1–4 s).
+	StaleAfter time.Duration
+	// MaxPickupM is the farthest a driver may be from the pickup (5 km).
+	MaxPickupM float64
+	// RetryEvery is how often waiting searches look again for supply and
+	// open offers are checked for expiry (200 ms).
+	RetryEvery time.Duration
+	// Resolution is the H3 resolution of the supply index.
+	Resolution int
+}
+
+func (c Config) withDefaults() Config {
+	if c.OfferTimeout <= 0 {
+		c.OfferTimeout = 10 * time.Second
+	}
+	if c.SearchDeadline <= 0 {
+		c.SearchDeadline = 60 * time.Second
+	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 15 * time.Second
+	}
+	if c.MaxPickupM <= 0 {
+		c.MaxPickupM = 5000
+	}
+	if c.RetryEvery <= 0 {
+		c.RetryEvery = 200 * time.Millisecond
+	}
+	return c
+}
+
+// Publisher sends the dispatcher's decisions; it returns once they are durable.
+type Publisher interface {
+	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+}
+
+var (
+	offersTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_dispatch_offers_total", Help: "Offers decided.",
+	})
+	noDriversTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_dispatch_no_drivers_total", Help: "Searches that ended without a driver.",
+	})
+	indexedDrivers = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "hexride_dispatch_indexed_drivers", Help: "Drivers in the supply index.",
+	})
+)
+
+// search is one trip looking for a driver.
+type search struct {
+	trip     ev.Trip
+	deadline time.Time
+	offer    *ev.Offer // open offer, if any
+	// expireSent and giveUpSent stop the same decision being sent every tick
+	// while tripstate has not yet answered it.
+	expireSent, giveUpSent bool
+}
+
+// Dispatcher holds the supply index and the open searches. Every method is
+// safe for concurrent use: one mutex guards all state because every decision
+// must see the index and the offers consistently; decisions are published
+// outside the lock.
+type Dispatcher struct {
+	cfg Config
+	pub Publisher
+	log *slog.Logger
+	now func() time.Time
+
+	mu        sync.Mutex
+	index     *geo.Index
+	available map[string]bool
+	busy      map[string]string // driver → accepted trip
+	offered   map[string]string // driver → trip with an open offer
+	searches  map[string]*search
+}
+
+// New builds a dispatcher. now may be nil (wall clock).
+func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dispatcher {
+	if log == nil {
+		log = slog.Default()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	cfg = cfg.withDefaults()
+	return &Dispatcher{cfg: cfg, pub: pub, log: log, now: now,
+		index: geo.NewIndex(cfg.Resolution), available: map[string]bool{}, busy: map[string]string{},
+		offered: map[string]string{}, searches: map[string]*search{}}
+}
+
+// Consumer groups of the dispatcher.
+const (
+	GroupDrivers = "dispatcher-drivers"
+	GroupTrips   = "dispatcher-trips"
+)
+
+// Run consumes driver events and trip events and runs the offer clock until
+// ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Producer) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupDrivers, Topic: ev.TopicDriverEvents,
+			DeadLetters: dead, Logger: d.log}, d.HandleDriverEvent)
+	})
+	g.Go(func() error {
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupTrips, Topic: ev.TopicTripEvents,
+			DeadLetters: dead, Logger: d.log}, d.HandleTripEvent)
+	})
+	g.Go(func() error {
+		t := time.NewTicker(d.cfg.RetryEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
+					d.log.Warn("dispatch tick", "err", err)
+				}
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// HandleDriverEvent updates the supply index from a ping or an availability
+// change. Staleness is judged by when the gateway received the ping.
+func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
+	switch e.Type {
+	case ev.TypeDriverLocation:
+		var p ev.DriverLocation
+		if err := e.DecodePayload(&p); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.index.Set(p.DriverID, geo.LatLng{Lat: p.Lat, Lng: p.Lng}, e.OccurredAt)
+		indexedDrivers.Set(float64(d.index.Len()))
+		d.mu.Unlock()
+	case ev.TypeDriverAvailability:
+		var a ev.DriverAvailability
+		if err := e.DecodePayload(&a); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		if a.Available {
+			d.available[a.DriverID] = true
+		} else {
+			delete(d.available, a.DriverID)
+		}
+		d.mu.Unlock()
+	default:
+		return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
+	}
+	return nil
+}
+
+// HandleTripEvent follows each trip: a trip in REQUESTED is searched for, an
+// accepted driver becomes busy until the trip ends, a closed offer frees its
+// driver.
+func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
+	if e.Type != ev.TypeTripUpdated {
+		return ev.Permanent(fmt.Errorf("unknown trip event type %q", e.Type))
+	}
+	var u ev.TripUpdated
+	if err := e.DecodePayload(&u); err != nil {
+		return err
+	}
+	t := u.Trip
+	d.mu.Lock()
+	if o := u.EndedOffer; o != nil && d.offered[o.DriverID] == t.TripID {
+		delete(d.offered, o.DriverID)
+	}
+	s := d.searches[t.TripID]
+	switch {
+	case ev.Terminal(t.State):
+		delete(d.searches, t.TripID)
+		if t.DriverID != "" && d.busy[t.DriverID] == t.TripID {
+			delete(d.busy, t.DriverID)
+		}
+	case t.DriverID != "": // ACCEPTED, ARRIVED, IN_PROGRESS
+		delete(d.searches, t.TripID)
+		d.busy[t.DriverID] = t.TripID
+	case t.State == ev.StateRequested || t.State == ev.StateOffered:
+		if s == nil {
+			s = &search{deadline: t.RequestedAt.Add(d.cfg.SearchDeadline)}
+			d.searches[t.TripID] = s
+		}
+		if s.trip.Version > t.Version {
+			break // an older copy of this trip; keep what we know
+		}
+		s.trip = t
+		if t.State == ev.StateOffered {
+			s.offer = t.Offer
+			if t.Offer != nil {
+				d.offered[t.Offer.DriverID] = t.TripID
+			}
+		} else if s.offer != nil && (u.EndedOffer == nil || u.EndedOffer.OfferID == s.offer.OfferID) {
+			s.offer, s.expireSent = nil, false
+		}
+	}
+	var outs []ev.Outgoing
+	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil {
+		outs = d.decideLocked(t.TripID, s)
+	}
+	d.mu.Unlock()
+	return d.publish(ctx, outs)
+}
+
+// Tick expires overdue offers, gives up on searches past their deadline, and
+// retries waiting searches against the current supply.
+func (d *Dispatcher) Tick(ctx context.Context) error {
+	d.mu.Lock()
+	var outs []ev.Outgoing
+	for id, s := range d.searches {
+		if s.trip.State == "" {
+			continue
+		}
+		outs = append(outs, d.decideLocked(id, s)...)
+	}
+	d.mu.Unlock()
+	return d.publish(ctx, outs)
+}
+
+// decideLocked returns the next command for one search, if any. d.mu is held.
+func (d *Dispatcher) decideLocked(tripID string, s *search) []ev.Outgoing {
+	now := d.now()
+	switch {
+	case !now.Before(s.deadline):
+		if s.giveUpSent {
+			return nil
+		}
+		s.giveUpSent = true
+		noDriversTotal.Inc()
+		return d.command(ev.TypeDispatchNoDrivers, "nodrivers-"+tripID, ev.TripCommand{TripID: tripID})
+	case s.offer != nil:
+		if s.expireSent || now.Before(s.offer.ExpiresAt) {
+			return nil
+		}
+		s.expireSent = true
+		return d.command(ev.TypeDispatchExpire, "expire-"+s.offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: s.offer.OfferID})
+	}
+	tried := make(map[string]bool, len(s.trip.Offered))
+	for _, id := range s.trip.Offered {
+		tried[id] = true
+	}
+	cands := d.index.Nearest(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, 1, d.cfg.MaxPickupM,
+		now.Add(-d.cfg.StaleAfter), func(id string) bool {
+			_, busy := d.busy[id]
+			_, offered := d.offered[id]
+			return !d.available[id] || busy || offered || tried[id]
+		})
+	if len(cands) == 0 {
+		return nil
+	}
+	c := cands[0]
+	offer := &ev.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
+		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
+	s.offer, s.expireSent = offer, false
+	d.offered[c.ID] = tripID
+	offersTotal.Inc()
+	return d.command(ev.TypeDispatchOffer, "offer-"+offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: offer.OfferID,
+		DriverID: c.ID, PickupDistanceM: c.DistanceM, ExpiresAt: offer.ExpiresAt})
+}
+
+func (d *Dispatcher) command(typ, id string, cmd ev.TripCommand) []ev.Outgoing {
+	env, err := ev.NewWithID(id, typ, cmd.TripID, d.now(), cmd)
+	if err != nil {
+		panic(err) // a TripCommand always marshals
+	}
+	return []ev.Outgoing{{Topic: ev.TopicTripCommands, Env: env}}
+}
+
+// publish sends decisions. If they cannot be sent, the decisions are undone so
+// the next tick decides again rather than waiting on an offer nobody made.
+func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	err := d.pub.PublishAll(ctx, outs...)
+	if err == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range outs {
+		var cmd ev.TripCommand
+		if o.Env.DecodePayload(&cmd) != nil {
+			continue
+		}
+		s := d.searches[cmd.TripID]
+		if s == nil {
+			continue
+		}
+		switch o.Env.Type {
+		case ev.TypeDispatchOffer:
+			if s.offer != nil && s.offer.OfferID == cmd.OfferID {
+				s.offer = nil
+				delete(d.offered, cmd.DriverID)
+			}
+		case ev.TypeDispatchExpire:
+			s.expireSent = false
+		case ev.TypeDispatchNoDrivers:
+			s.giveUpSent = false
+		}
+	}
+	return fmt.Errorf("publish dispatch decisions: %w", err)
+}

@@ -1,0 +1,216 @@
+// Package gateway owns the phones' sockets: it authenticates each WebSocket
+// at the handshake, validates and rate-limits every frame, turns each client
+// message into an event on Kafka (acknowledging a command only once Kafka has
+// it), and delivers pushes, numbered per user and replayable on reconnect.
+// It holds no business state of its own: it reads trips only to answer a
+// command that cannot succeed with the right error code.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+// Publisher puts events on the log; it returns once they are durable.
+type Publisher interface {
+	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+}
+
+// TripReader reads trip state (written by tripstate) to check commands.
+// Legal says whether a command is allowed in a state by the trip state
+// machine, which tripstate owns.
+type TripReader interface {
+	Legal(state, command string) bool
+	Trip(ctx context.Context, id string) (ev.Trip, bool, error)
+	CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error)
+}
+
+// Config of the gateway. Zero values take the defaults.
+type Config struct {
+	// DevAuth enables POST /v1/dev/token, which mints a token for anyone.
+	DevAuth bool
+	// DevTokenTTL is the lifetime of development tokens (24 h).
+	DevTokenTTL time.Duration
+	// RatePerSec and Burst bound frames per connection (20/s, burst 40).
+	RatePerSec float64
+	Burst      int
+	// SendQueue is how many pushes may wait for a slow phone before the
+	// socket is closed so the phone reconnects and resumes (256).
+	SendQueue int
+	// Ready reports whether the gateway's dependencies answer, for /readyz.
+	Ready func(context.Context) error
+}
+
+func (c Config) withDefaults() Config {
+	if c.DevTokenTTL <= 0 {
+		c.DevTokenTTL = 24 * time.Hour
+	}
+	if c.RatePerSec <= 0 {
+		c.RatePerSec = 20
+	}
+	if c.Burst <= 0 {
+		c.Burst = 40
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	return c
+}
+
+// Server is the gateway.
+type Server struct {
+	cfg    Config
+	tokens *Tokens
+	pub    Publisher
+	trips  TripReader
+	rdb    redis.UniversalClient
+	pushes *Pushes
+	log    *slog.Logger
+	hub    *hub
+	extra  map[string]http.Handler
+}
+
+var (
+	connectionsGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hexride_gateway_connections", Help: "Open WebSocket connections, by role.",
+	}, []string{"role"})
+	framesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hexride_gateway_frames_total", Help: "Client frames received, by type (\"invalid\" if undecodable).",
+	}, []string{"type"})
+	errorsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hexride_gateway_errors_total", Help: "error answers sent, by code.",
+	}, []string{"code"})
+	pushesTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_gateway_pushes_delivered_total", Help: "Pushes queued to a connected socket.",
+	})
+)
+
+// New builds a gateway.
+func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.UniversalClient, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg.withDefaults(), tokens: tokens, pub: pub, trips: trips, rdb: rdb,
+		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}}
+}
+
+// Handle adds a handler (the live map, say) to the gateway's mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.extra[pattern] = h }
+
+// Handler serves the WebSocket endpoint, dev tokens, health and metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	if s.cfg.DevAuth {
+		mux.HandleFunc("/v1/dev/token", s.devTokenHandler)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.cfg.Ready(ctx); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, httpError{"not_ready", err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	for p, h := range s.extra {
+		mux.Handle(p, h)
+	}
+	return mux
+}
+
+// Group is the consumer group that delivers pushes.
+const Group = "gateway"
+
+// RunPushes consumes user.pushes and delivers them until ctx ends.
+func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Producer) error {
+	return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
+		DeadLetters: dead, Logger: s.log}, s.HandlePush)
+}
+
+// HandlePush numbers one push for its user, keeps it for resume, and hands it
+// to the user's sockets on this gateway. A push numbered before (a
+// redelivery) is not delivered again: it was either delivered or is waiting
+// in the log for the phone's resume.
+func (s *Server) HandlePush(ctx context.Context, e ev.Envelope) error {
+	if e.Type != ev.TypePush {
+		return ev.Permanent(fmt.Errorf("unknown push event type %q", e.Type))
+	}
+	var p ev.Push
+	if err := e.DecodePayload(&p); err != nil {
+		return err
+	}
+	if p.UserID == "" {
+		return ev.Permanent(fmt.Errorf("push %s has no user_id", e.ID))
+	}
+	seq, msg, fresh, err := s.pushes.Number(ctx, e.ID, p.UserID, p.Message)
+	if err != nil {
+		if errors.Is(err, redis.Nil) || ctx.Err() != nil {
+			return err
+		}
+		if len(p.Message) < 2 || p.Message[0] != '{' {
+			return ev.Permanent(err)
+		}
+		return err
+	}
+	if fresh {
+		s.hub.deliver(p.UserID, seq, msg)
+	}
+	return nil
+}
+
+// hub maps users to their open sessions on this gateway.
+type hub struct {
+	mu    sync.RWMutex
+	users map[string]map[*session]struct{}
+}
+
+func newHub() *hub { return &hub{users: map[string]map[*session]struct{}{}} }
+
+func (h *hub) add(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.users[s.user]
+	if m == nil {
+		m = map[*session]struct{}{}
+		h.users[s.user] = m
+	}
+	m[s] = struct{}{}
+}
+
+func (h *hub) remove(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m := h.users[s.user]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.users, s.user)
+		}
+	}
+}
+
+func (h *hub) deliver(user string, seq int64, msg []byte) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.users[user] {
+		s.push(seq, msg)
+	}
+}

@@ -1,0 +1,346 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+// session is one open socket.
+type session struct {
+	user, role string
+	out        chan []byte
+	cancel     context.CancelFunc
+
+	mu sync.Mutex
+	// While resuming, live pushes wait in pending so the replay and the live
+	// stream join with no gap and no duplicate.
+	resuming bool
+	pending  []Retained
+	lastSeq  int64
+	closed   bool
+}
+
+// push queues a numbered push; a phone too slow to take its queue is
+// disconnected (it resumes from its last seq), never waited for.
+func (s *session) push(seq int64, msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resuming {
+		s.pending = append(s.pending, Retained{Seq: seq, Msg: msg})
+		return
+	}
+	s.sendLocked(seq, msg)
+}
+
+func (s *session) sendLocked(seq int64, msg []byte) {
+	if s.closed || seq <= s.lastSeq {
+		return
+	}
+	select {
+	case s.out <- msg:
+		s.lastSeq = seq
+		pushesTotal.Inc()
+	default:
+		s.closed = true
+		s.cancel()
+	}
+}
+
+// answer queues an ack or error; answers are not numbered.
+func (s *session) answer(a answer) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.closed = true
+		s.cancel()
+	}
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	claims, err := s.tokens.Verify(tokenFrom(r))
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, httpError{"unauthorized", err.Error()})
+		return
+	}
+	var afterSeq int64 = -1
+	if v := r.URL.Query().Get("after_seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, httpError{CodeBadRequest, "after_seq must be a non-negative integer"})
+			return
+		}
+		afterSeq = n
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		s.log.Debug("websocket accept", "err", err)
+		return
+	}
+	c.SetReadLimit(MaxFrameBytes)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := &session{user: claims.Subject, role: claims.Role, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
+		resuming: afterSeq >= 0}
+	s.hub.add(sess)
+	defer s.hub.remove(sess)
+	connectionsGauge.WithLabelValues(claims.Role).Inc()
+	defer connectionsGauge.WithLabelValues(claims.Role).Dec()
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(ctx, c, sess)
+	}()
+	if afterSeq >= 0 {
+		if err := s.resume(ctx, sess, afterSeq); err != nil {
+			s.log.Warn("resume", "user", sess.user, "err", err)
+			c.Close(websocket.StatusTryAgainLater, "resume failed; retry")
+			return
+		}
+	}
+	status, reason := s.readLoop(ctx, c, sess)
+	cancel()
+	<-writerDone
+	c.Close(status, reason)
+}
+
+func (s *Server) writeLoop(ctx context.Context, c *websocket.Conn, sess *session) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-sess.out:
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				sess.cancel()
+				return
+			}
+		}
+	}
+}
+
+// resume replays what the phone missed after afterSeq, or sends resync with
+// its current trip when the gap cannot be filled, then lets live pushes flow.
+func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) error {
+	msgs, gap, err := s.pushes.Since(ctx, sess.user, afterSeq)
+	if err != nil {
+		return err
+	}
+	if gap {
+		rs := ev.ResyncMessage{Type: ev.PushResync}
+		t, ok, err := s.trips.CurrentTrip(ctx, sess.user, sess.role)
+		if err != nil {
+			return err
+		}
+		if ok {
+			m := ev.NewTripMessage(t)
+			rs.Trip = &m
+		}
+		b, err := json.Marshal(rs)
+		if err != nil {
+			return fmt.Errorf("encode resync: %w", err)
+		}
+		seq, full, _, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.user, b)
+		if err != nil {
+			return err
+		}
+		msgs = []Retained{{Seq: seq, Msg: full}}
+		// Everything before the resync is superseded by it.
+		sess.mu.Lock()
+		sess.lastSeq = seq - 1
+		sess.mu.Unlock()
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if !gap {
+		sess.lastSeq = afterSeq
+	}
+	for _, m := range msgs {
+		sess.sendLocked(m.Seq, m.Msg)
+	}
+	for _, m := range sess.pending {
+		sess.sendLocked(m.Seq, m.Msg)
+	}
+	sess.pending, sess.resuming = nil, false
+	return nil
+}
+
+// readLoop handles frames until the socket closes; it returns the close
+// status to send.
+func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session) (websocket.StatusCode, string) {
+	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
+	strikes := 0
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == -1 && ctx.Err() != nil {
+				return websocket.StatusTryAgainLater, "too slow; resume with after_seq"
+			}
+			return websocket.StatusNormalClosure, ""
+		}
+		if !limiter.Allow() {
+			framesTotal.WithLabelValues("rate_limited").Inc()
+			if strikes++; strikes > s.cfg.Burst {
+				return websocket.StatusPolicyViolation, "rate limit exceeded"
+			}
+			f, _ := DecodeFrame(data)
+			s.sendError(sess, f.ID, &ProtocolError{Code: CodeRateLimited, Message: "too many messages; slow down"})
+			continue
+		}
+		strikes = 0
+		if typ != websocket.MessageText {
+			s.sendError(sess, "", badRequest("frames must be text"))
+			continue
+		}
+		s.handleFrame(ctx, sess, data)
+	}
+}
+
+func (s *Server) sendError(sess *session, id string, pe *ProtocolError) {
+	errorsTotal.WithLabelValues(pe.Code).Inc()
+	sess.answer(answer{Type: MsgError, ID: id, Code: pe.Code, Message: pe.Message})
+}
+
+// handleFrame turns one frame into an event, or into an error that changes
+// nothing.
+func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
+	f, perr := DecodeFrame(data)
+	if perr != nil {
+		framesTotal.WithLabelValues("invalid").Inc()
+		s.sendError(sess, f.ID, perr)
+		return
+	}
+	framesTotal.WithLabelValues(f.Type).Inc()
+	if perr := Authorize(sess.role, f); perr != nil {
+		s.sendError(sess, f.ID, perr)
+		return
+	}
+	now := time.Now()
+	switch f.Type {
+	case MsgLocation:
+		loc := ev.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}
+		env, err := ev.New(ev.TypeDriverLocation, sess.user, now, loc)
+		if err == nil {
+			err = s.pub.PublishAll(ctx, ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env})
+		}
+		if err != nil {
+			s.log.Warn("publish location", "driver", sess.user, "err", err)
+			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "location not recorded; the event log is unavailable"})
+		} else if f.ID != "" {
+			sess.answer(answer{Type: MsgAck, ID: f.ID})
+		}
+		return
+	case MsgAvailability:
+		s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
+			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ev.DriverAvailability{DriverID: sess.user, Available: *f.Available})
+			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
+		})
+		return
+	}
+	s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
+		if perr := s.precheck(ctx, sess, f); perr != nil {
+			return ev.Outgoing{}, "", perr
+		}
+		cmd := ev.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
+		if f.Type == MsgRideRequest {
+			cmd.TripID = "t-" + ev.NewID()[:20]
+			cmd.Pickup, cmd.Dropoff = f.Pickup, f.Dropoff
+		}
+		env, err := ev.New(f.Type, cmd.TripID, now, cmd)
+		return ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}, cmd.TripID, internalErr(err)
+	})
+}
+
+func internalErr(err error) *ProtocolError {
+	if err == nil {
+		return nil
+	}
+	return &ProtocolError{Code: CodeUnavailable, Message: "internal error; safe to retry"}
+}
+
+// stored is what the gateway remembers of a command with an id, so a resend
+// gets the same answer and re-publishes the same event (same event id, which
+// consumers de-duplicate) instead of making a second one.
+type stored struct {
+	Out    ev.Outgoing `json:"out"`
+	TripID string      `json:"trip_id,omitempty"`
+}
+
+const commandMemory = 24 * time.Hour
+
+func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
+
+// command publishes the event build makes and acks it. With an id, the event
+// is remembered first, so that a resend after a lost ack (even after a crash
+// mid-publish) re-publishes the very same event and gets the same ack.
+func (s *Server) command(ctx context.Context, sess *session, f Frame, build func() (ev.Outgoing, string, *ProtocolError)) {
+	var st stored
+	resend := false
+	if f.ID != "" {
+		b, err := s.rdb.Get(ctx, commandKey(sess.user, f.ID)).Bytes()
+		switch {
+		case err == nil:
+			if json.Unmarshal(b, &st) == nil && st.Out.Env.Type == f.Type {
+				resend = true
+			} else {
+				s.sendError(sess, f.ID, &ProtocolError{Code: CodeConflict, Message: "this id was already used for a different command"})
+				return
+			}
+		case !errors.Is(err, redis.Nil):
+			s.log.Warn("read command memory", "err", err)
+			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
+			return
+		}
+	}
+	if !resend {
+		out, tripID, perr := build()
+		if perr != nil {
+			s.sendError(sess, f.ID, perr)
+			return
+		}
+		st = stored{Out: out, TripID: tripID}
+		if f.ID != "" {
+			b, _ := json.Marshal(st)
+			ok, err := s.rdb.SetNX(ctx, commandKey(sess.user, f.ID), b, commandMemory).Result()
+			if err != nil || !ok {
+				s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "could not record the command; safe to retry"})
+				return
+			}
+		}
+	}
+	if err := s.pub.PublishAll(ctx, st.Out); err != nil {
+		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
+		if f.ID != "" && !resend {
+			s.rdb.Del(context.WithoutCancel(ctx), commandKey(sess.user, f.ID))
+		}
+		s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "the event log could not take it; safe to retry"})
+		return
+	}
+	if f.ID != "" {
+		sess.answer(answer{Type: MsgAck, ID: f.ID, TripID: st.TripID})
+	}
+}

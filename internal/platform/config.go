@@ -1,0 +1,84 @@
+// Package platform assembles hexride's services from configuration: each
+// service alone (for cmd/gateway, cmd/dispatcher, cmd/tripstate) or all of
+// them in one process with an embedded broker and Redis (cmd/hexride). It is
+// wiring only; what the services do lives in their own packages.
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hexride/hexride/internal/conf"
+)
+
+// Config is every setting of every service.
+type Config struct {
+	Addr            string
+	KafkaBrokers    string
+	KafkaPartitions int
+	RedisAddr       string
+	OfferTimeout    time.Duration
+	SearchDeadline  time.Duration
+	StaleAfter      time.Duration
+	MaxPickupM      int
+	JWTSecret       string
+	DevAuth         bool
+	LogLevel        string
+}
+
+// DevSecret signs tokens when development auth is on and no secret is set.
+// It is public on purpose: development auth already gives anyone a token.
+const DevSecret = "hexride-development-secret-do-not-use-in-production"
+
+// Flags registers every setting on s. defAddr and devAuth differ between the
+// one-process demo and the standalone services.
+func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
+	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, "HTTP listen address (WebSocket, health, metrics)")
+	s.String(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty runs an embedded broker (hexride only)")
+	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 8, "partitions of each topic hexride creates")
+	s.String(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "", "Redis host:port; empty runs an embedded Redis-protocol server (hexride only)")
+	s.Duration(&c.OfferTimeout, "offer-timeout", "HEXRIDE_OFFER_TIMEOUT", 10*time.Second, "how long a driver has to answer an offer")
+	s.Duration(&c.SearchDeadline, "search-deadline", "HEXRIDE_SEARCH_DEADLINE", 60*time.Second, "how long a request searches before NO_DRIVERS")
+	s.Duration(&c.StaleAfter, "driver-stale-after", "HEXRIDE_DRIVER_STALE_AFTER", 15*time.Second, "a driver not heard from for this long is never offered")
+	s.Int(&c.MaxPickupM, "max-pickup-m", "HEXRIDE_MAX_PICKUP_M", 5000, "farthest a driver may be from the pickup, in metres")
+	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; required unless development auth is on")
+	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
+	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
+}
+
+// Validate reports the first bad setting, naming its env var.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("HEXRIDE_ADDR=%q: want host:port: %w", c.Addr, err)
+	}
+	switch {
+	case c.KafkaPartitions < 1 || c.KafkaPartitions > 1024:
+		return fmt.Errorf("KAFKA_PARTITIONS=%d: want 1 to 1024", c.KafkaPartitions)
+	case c.OfferTimeout < 100*time.Millisecond:
+		return fmt.Errorf("HEXRIDE_OFFER_TIMEOUT=%s: want at least 100ms", c.OfferTimeout)
+	case c.SearchDeadline < c.OfferTimeout:
+		return fmt.Errorf("HEXRIDE_SEARCH_DEADLINE=%s: want at least the offer timeout (%s)", c.SearchDeadline, c.OfferTimeout)
+	case c.StaleAfter < time.Second:
+		return fmt.Errorf("HEXRIDE_DRIVER_STALE_AFTER=%s: want at least 1s", c.StaleAfter)
+	case c.MaxPickupM < 100 || c.MaxPickupM > 100_000:
+		return fmt.Errorf("HEXRIDE_MAX_PICKUP_M=%d: want 100 to 100000", c.MaxPickupM)
+	case c.JWTSecret == "" && !c.DevAuth:
+		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("HEXRIDE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// Secret is the JWT secret in effect.
+func (c *Config) Secret() string {
+	if c.JWTSecret == "" && c.DevAuth {
+		return DevSecret
+	}
+	return c.JWTSecret
+}

@@ -1,0 +1,88 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hexride/hexride/internal/conf"
+)
+
+// Service describes one standalone service command.
+type Service struct {
+	Name        string
+	DefaultAddr string
+}
+
+// Main parses args and the environment for one standalone service and runs
+// it until ctx ends. Standalone services need a real broker and Redis, and
+// have development auth off unless asked.
+func Main(ctx context.Context, svc Service, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg Config
+	s := conf.New(svc.Name, getenv)
+	s.FS.SetOutput(stderr)
+	cfg.Flags(s, svc.DefaultAddr, false)
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	return Run(ctx, cfg, NewLogger(cfg.LogLevel).With("service", svc.Name), Options{Services: []string{svc.Name}})
+}
+
+// Demo parses args for the one-process run (embedded broker and Redis unless
+// configured, development auth on) and runs every service until ctx ends.
+// banner receives the address once listening, to tell the user what to open.
+func Demo(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, opt Options) error {
+	var cfg Config
+	s := conf.New("hexride", getenv)
+	s.FS.SetOutput(stderr)
+	cfg.Flags(s, "127.0.0.1:8080", true)
+	if err := s.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	opt.Embedded = true
+	return Run(ctx, cfg, NewLogger(cfg.LogLevel), opt)
+}
+
+// Settings lists every setting with its env var, for documentation checks.
+func Settings() []conf.Setting {
+	var cfg Config
+	s := conf.New("hexride", func(string) string { return "" })
+	cfg.Flags(s, "127.0.0.1:8080", true)
+	return s.Settings
+}
+
+// MintToken implements `hexride token`: it prints a token signed with the
+// configured secret (the development secret when none is set).
+func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hexride token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	role := fs.String("role", "rider", "driver, rider or viewer")
+	sub := fs.String("sub", "", "user id (required)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	cfg := Config{JWTSecret: getenv("HEXRIDE_JWT_SECRET"), DevAuth: true}
+	tokens, err := newTokens(cfg.Secret())
+	if err != nil {
+		return err
+	}
+	tok, err := tokens.Mint(*sub, *role, *ttl)
+	if err != nil {
+		return fmt.Errorf("mint token: %w", err)
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}

@@ -1,0 +1,212 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hexride/hexride/dispatch"
+	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/gateway"
+	"github.com/hexride/hexride/trip"
+)
+
+// Service names.
+const (
+	Gateway    = "gateway"
+	Dispatcher = "dispatcher"
+	Tripstate  = "tripstate"
+)
+
+// Options of a run beyond Config.
+type Options struct {
+	// Services to run; all three when empty.
+	Services []string
+	// Embedded allows an embedded broker and Redis when their addresses are
+	// not configured (the one-process demo); otherwise they are required.
+	Embedded bool
+	// OnListen is called with the HTTP address once it accepts connections.
+	OnListen func(addr string)
+	// Mount adds handlers to the gateway's mux (the live map).
+	Mount map[string]http.Handler
+	// OnReady is called with the running platform before Run blocks.
+	OnReady func(*Running)
+}
+
+// Running describes a started platform.
+type Running struct {
+	Addr    string
+	Brokers []string
+	Redis   redis.UniversalClient
+	Tokens  *gateway.Tokens
+}
+
+// NewLogger builds the structured logger for a level name.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// Run starts the chosen services and blocks until ctx ends, then shuts down
+// gracefully: HTTP first (no new commands), then the consumers, which commit
+// what they handled.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, s := range opt.Services {
+		want[s] = true
+	}
+	if len(want) == 0 {
+		want = map[string]bool{Gateway: true, Dispatcher: true, Tripstate: true}
+	}
+
+	brokers := ev.ParseBrokers(cfg.KafkaBrokers)
+	if len(brokers) == 0 {
+		if !opt.Embedded {
+			return errors.New("KAFKA_BROKERS is required")
+		}
+		b, err := ev.StartEmbeddedBroker(0, cfg.KafkaPartitions, "")
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+		log.Info("embedded Kafka-protocol broker (kfake) started", "brokers", brokers)
+	}
+	redisAddr := cfg.RedisAddr
+	if redisAddr == "" {
+		if !opt.Embedded {
+			return errors.New("REDIS_ADDR is required")
+		}
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		defer m.Close()
+		redisAddr = m.Addr()
+		// miniredis only expires keys when told time has passed.
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					m.FastForward(time.Second)
+				}
+			}
+		}()
+		log.Info("embedded Redis-protocol server (miniredis) started", "addr", redisAddr)
+	}
+
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ev.EnsureTopics(startCtx, brokers, cfg.KafkaPartitions, ev.Topics...); err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	if err := rdb.Ping(startCtx).Err(); err != nil {
+		return fmt.Errorf("connect to redis at %s: %w", redisAddr, err)
+	}
+	producer := ev.NewProducer(brokers, 2*time.Millisecond)
+	defer producer.Close()
+
+	ready := func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", brokers[0])
+		if err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		return c.Close()
+	}
+
+	tokens, err := newTokens(cfg.Secret())
+	if err != nil {
+		return err
+	}
+	store := trip.NewStore(rdb)
+	g, gctx := errgroup.WithContext(ctx)
+	var handler http.Handler
+	if want[Gateway] {
+		gw := gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready}, tokens, producer, store, rdb, log.With("service", Gateway))
+		for p, h := range opt.Mount {
+			gw.Handle(p, h)
+		}
+		handler = gw.Handler()
+		g.Go(func() error { return gw.RunPushes(gctx, brokers, producer) })
+	} else {
+		handler = healthMux(ready)
+	}
+	if want[Tripstate] {
+		svc := trip.NewService(store, producer, log.With("service", Tripstate))
+		g.Go(func() error { return svc.Run(gctx, brokers, producer, log.With("service", Tripstate)) })
+	}
+	if want[Dispatcher] {
+		d := dispatch.New(dispatch.Config{OfferTimeout: cfg.OfferTimeout, SearchDeadline: cfg.SearchDeadline,
+			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM)}, producer, log.With("service", Dispatcher), nil)
+		g.Go(func() error { return d.Run(gctx, brokers, producer) })
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutCtx)
+	})
+	addr := ln.Addr().String()
+	log.Info("listening", "addr", addr, "services", opt.Services)
+	if opt.OnListen != nil {
+		opt.OnListen(addr)
+	}
+	if opt.OnReady != nil {
+		opt.OnReady(&Running{Addr: addr, Brokers: brokers, Redis: rdb, Tokens: tokens})
+	}
+	return g.Wait()
+}
+
+func healthMux(ready func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	return mux
+}
+
+func newTokens(secret string) (*gateway.Tokens, error) { return gateway.NewTokens(secret) }
