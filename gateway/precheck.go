@@ -48,14 +48,15 @@ func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *Protocol
 			return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("offer %s expired", f.OfferID)}
 		}
 		return nil
-	case MsgTripCancel:
-		if sess.user != t.RiderID && sess.user != t.DriverID {
-			return forbidden
-		}
-	default:
-		if sess.user != t.DriverID {
-			return forbidden
-		}
+	}
+	// The offered driver is a party to the trip too: a command sent before
+	// the acceptance was applied is early (conflict), not someone else's.
+	party := sess.user == t.DriverID || (t.Offer != nil && t.Offer.DriverID == sess.user)
+	if f.Type == MsgTripCancel {
+		party = party || sess.user == t.RiderID
+	}
+	if !party {
+		return forbidden
 	}
 	if !s.trips.Legal(t.State, f.Type) {
 		return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("cannot %s a trip that is %s", f.Type, t.State)}

@@ -234,7 +234,11 @@ func TestRiderCancelsBeforePickup(t *testing.T) {
 }
 
 func TestStaleDriverIsNeverOffered(t *testing.T) {
-	e := startPlatform(t, func(c *Config) { c.StaleAfter = time.Second; c.SearchDeadline = 3 * time.Second; c.OfferTimeout = time.Second })
+	e := startPlatform(t, func(c *Config) {
+		c.StaleAfter = time.Second
+		c.SearchDeadline = 3 * time.Second
+		c.OfferTimeout = time.Second
+	})
 	stale := e.connect("driver", "d-stale", "")
 	stale.mustAck("on", map[string]any{"type": "availability", "available": true})
 	stale.send(map[string]any{"type": "location", "lat": 37.7750, "lng": -122.4190}) // very close, then silent

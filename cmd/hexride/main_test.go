@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// syncBuffer lets the test read what run prints while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoCompletesARide runs the one-command platform exactly as
+// `go run ./cmd/hexride` does (embedded broker and Redis, development auth),
+// finds its address in what it prints, mints tokens the way the banner says,
+// and completes a ride with a client that knows only protocol.md.
+func TestDemoCompletesARide(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn"}
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hexride stopped with %v", err)
+		}
+	}()
+	addrRE := regexp.MustCompile(`running on http://(\S+)`)
+	var base string
+	for start := time.Now(); base == ""; time.Sleep(20 * time.Millisecond) {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		} else if time.Since(start) > 10*time.Second {
+			t.Fatalf("no address printed within 10s; output: %s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "/v1/dev/token") {
+		t.Fatalf("banner does not say how to mint a token: %s", out.String())
+	}
+
+	driver := dial(t, base, "driver", "demo-driver")
+	rider := dial(t, base, "rider", "demo-rider")
+	driver.cmd(t, map[string]any{"type": "availability", "available": true, "id": "on"})
+	driver.send(t, map[string]any{"type": "location", "lat": 40.7128, "lng": -74.0060})
+	ack := rider.cmd(t, map[string]any{"type": "ride.request", "id": "r1",
+		"pickup": map[string]any{"lat": 40.7130, "lng": -74.0050}, "dropoff": map[string]any{"lat": 40.7300, "lng": -73.9900}})
+	trip := ack["trip_id"]
+	offer := driver.until(t, func(m map[string]any) bool { return m["type"] == "offer" })
+	driver.cmd(t, map[string]any{"type": "offer.accept", "id": "a", "offer_id": offer["offer_id"], "trip_id": trip})
+	// The outcome of each command arrives as a trip push; wait for it
+	// before the next step, as protocol.md tells clients to.
+	for _, step := range []struct{ cmd, state string }{{"offer.accept", "ACCEPTED"}, {"trip.arrive", "ARRIVED"},
+		{"trip.start", "IN_PROGRESS"}, {"trip.complete", "COMPLETED"}} {
+		if step.cmd != "offer.accept" {
+			driver.cmd(t, map[string]any{"type": step.cmd, "id": step.cmd, "trip_id": trip})
+		}
+		driver.until(t, func(m map[string]any) bool { return m["type"] == "trip" && m["state"] == step.state })
+	}
+	rider.until(t, func(m map[string]any) bool { return m["type"] == "trip" && m["state"] == "COMPLETED" })
+}
+
+type client struct {
+	c  *websocket.Conn
+	rd *bufio.Reader
+}
+
+func dial(t *testing.T, base, role, sub string) *client {
+	t.Helper()
+	res, err := http.Post("http://"+base+"/v1/dev/token", "application/json",
+		strings.NewReader(`{"role":"`+role+`","sub":"`+sub+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	if err := json.NewDecoder(res.Body).Decode(&tok); err != nil || tok.Token == "" {
+		t.Fatalf("dev token: %v %+v", err, tok)
+	}
+	res.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+base+"/v1/ws?token="+tok.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(websocket.StatusNormalClosure, "") })
+	return &client{c: c}
+}
+
+func (c *client) send(t *testing.T, m map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(m)
+	if err := c.c.Write(context.Background(), websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *client) until(t *testing.T, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		_, b, err := c.c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("frame %q: %v", b, err)
+		}
+		if match(m) {
+			return m
+		}
+	}
+}
+
+// cmd sends a command and fails unless it is acked.
+func (c *client) cmd(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	c.send(t, m)
+	a := c.until(t, func(r map[string]any) bool { return r["id"] == m["id"] && (r["type"] == "ack" || r["type"] == "error") })
+	if a["type"] != "ack" {
+		t.Fatalf("%v answered %v", m, a)
+	}
+	return a
+}
+
+func TestTokenCommandMintsAVerifiableToken(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "-role", "driver", "-sub", "d-42"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if parts := strings.Split(strings.TrimSpace(out.String()), "."); len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", out.String())
+	}
+	if err := run(context.Background(), []string{"token", "-role", "pilot", "-sub", "x"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("a bad role was accepted")
+	}
+}
+
+func TestBadSettingIsAClearError(t *testing.T) {
+	err := run(context.Background(), nil, func(k string) string {
+		return map[string]string{"HEXRIDE_OFFER_TIMEOUT": "soon"}[k]
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "HEXRIDE_OFFER_TIMEOUT") {
+		t.Fatalf("got %v, want an error naming HEXRIDE_OFFER_TIMEOUT", err)
+	}
+}
