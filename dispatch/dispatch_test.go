@@ -1,0 +1,209 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+type capture struct {
+	mu   sync.Mutex
+	outs []ev.Outgoing
+	fail error
+}
+
+func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail != nil {
+		return c.fail
+	}
+	c.outs = append(c.outs, outs...)
+	return nil
+}
+
+func (c *capture) take(t *testing.T) []ev.TripCommand {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var cmds []ev.TripCommand
+	for _, o := range c.outs {
+		var cmd ev.TripCommand
+		if err := o.Env.DecodePayload(&cmd); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Role = o.Env.Type // the test reads the type from here
+		cmds = append(cmds, cmd)
+	}
+	c.outs = nil
+	return cmds
+}
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+var t0 = time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	t   *testing.T
+	d   *Dispatcher
+	pub *capture
+	clk *clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	clk := &clock{now: t0}
+	pub := &capture{}
+	d := New(Config{OfferTimeout: 10 * time.Second, SearchDeadline: 60 * time.Second, StaleAfter: 15 * time.Second}, pub, nil, clk.Now)
+	return &fixture{t: t, d: d, pub: pub, clk: clk}
+}
+
+func (f *fixture) must(err error) {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) env(typ, key string, payload any) ev.Envelope {
+	e, err := ev.New(typ, key, f.clk.now, payload)
+	f.must(err)
+	return e
+}
+
+func (f *fixture) driver(id string, lat, lng float64, available bool) {
+	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverAvailability, id, ev.DriverAvailability{DriverID: id, Available: available})))
+	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverLocation, id, ev.DriverLocation{DriverID: id, Lat: lat, Lng: lng})))
+}
+
+func (f *fixture) trip(tr ev.Trip, ended *ev.Offer) {
+	f.must(f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, tr.TripID, ev.TripUpdated{Trip: tr, EndedOffer: ended})))
+}
+
+func requested(id string, offered ...string) ev.Trip {
+	return ev.Trip{TripID: id, State: ev.StateRequested, Version: 1, RiderID: "r-" + id,
+		Pickup: ev.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0, Offered: offered}
+}
+
+func TestOffersGoToTheNearestEligibleDriver(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(f *fixture)
+		trip  ev.Trip
+		want  string // "" = no offer
+	}{
+		{"nearest wins", func(f *fixture) {
+			f.driver("far", 37.7849, -122.4194, true)
+			f.driver("near", 37.7759, -122.4194, true)
+		}, requested("t"), "near"},
+		{"unavailable is skipped", func(f *fixture) {
+			f.driver("near", 37.7759, -122.4194, false)
+			f.driver("far", 37.7849, -122.4194, true)
+		}, requested("t"), "far"},
+		{"stale is skipped", func(f *fixture) {
+			f.driver("near", 37.7759, -122.4194, true)
+			f.clk.now = f.clk.now.Add(20 * time.Second)
+			f.driver("far", 37.7849, -122.4194, true)
+		}, ev.Trip{TripID: "t", State: ev.StateRequested, Version: 1, Pickup: ev.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0.Add(20 * time.Second)}, "far"},
+		{"already offered this trip is skipped", func(f *fixture) {
+			f.driver("near", 37.7759, -122.4194, true)
+			f.driver("far", 37.7849, -122.4194, true)
+		}, requested("t", "near"), "far"},
+		{"busy is skipped", func(f *fixture) {
+			f.driver("near", 37.7759, -122.4194, true)
+			f.driver("far", 37.7849, -122.4194, true)
+			f.trip(ev.Trip{TripID: "other", State: ev.StateAccepted, Version: 3, DriverID: "near"}, nil)
+		}, requested("t"), "far"},
+		{"beyond max pickup is skipped", func(f *fixture) {
+			f.driver("very-far", 37.90, -122.4194, true)
+		}, requested("t"), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.setup(f)
+			f.pub.take(t)
+			f.trip(tc.trip, nil)
+			cmds := f.pub.take(t)
+			if tc.want == "" {
+				if len(cmds) != 0 {
+					t.Fatalf("got %v, want no offer", cmds)
+				}
+				return
+			}
+			if len(cmds) != 1 || cmds[0].Role != ev.TypeDispatchOffer || cmds[0].DriverID != tc.want {
+				t.Fatalf("got %+v, want an offer to %s", cmds, tc.want)
+			}
+			if !cmds[0].ExpiresAt.Equal(f.clk.now.Add(10*time.Second)) || cmds[0].PickupDistanceM <= 0 {
+				t.Fatalf("offer %+v", cmds[0])
+			}
+		})
+	}
+}
+
+func TestOneOpenOfferPerDriver(t *testing.T) {
+	f := newFixture(t)
+	f.driver("d1", 37.7759, -122.4194, true)
+	f.trip(requested("a"), nil)
+	f.trip(requested("b"), nil)
+	cmds := f.pub.take(t)
+	if len(cmds) != 1 || cmds[0].TripID != "a" {
+		t.Fatalf("got %+v, want one offer for a", cmds)
+	}
+	// d1 declines a: the decline frees d1 for b, and a is not offered to d1 again.
+	tr := requested("a", "d1")
+	tr.Version = 3
+	f.trip(tr, &ev.Offer{OfferID: cmds[0].OfferID, DriverID: "d1"})
+	f.must(f.d.Tick(context.Background()))
+	cmds = f.pub.take(t)
+	if len(cmds) != 1 || cmds[0].TripID != "b" || cmds[0].DriverID != "d1" {
+		t.Fatalf("got %+v, want b offered to d1", cmds)
+	}
+}
+
+func TestExpiryAndDeadline(t *testing.T) {
+	f := newFixture(t)
+	f.driver("d1", 37.7759, -122.4194, true)
+	f.trip(requested("t"), nil)
+	offer := f.pub.take(t)[0]
+	f.clk.now = f.clk.now.Add(9 * time.Second)
+	f.driver("d1", 37.7759, -122.4194, true) // keep fresh
+	f.pub.take(t)
+	f.must(f.d.Tick(context.Background()))
+	if cmds := f.pub.take(t); len(cmds) != 0 {
+		t.Fatalf("before expiry: %+v", cmds)
+	}
+	f.clk.now = f.clk.now.Add(time.Second)
+	f.must(f.d.Tick(context.Background()))
+	f.must(f.d.Tick(context.Background()))
+	cmds := f.pub.take(t)
+	if len(cmds) != 1 || cmds[0].Role != ev.TypeDispatchExpire || cmds[0].OfferID != offer.OfferID {
+		t.Fatalf("got %+v, want one expiry of %s", cmds, offer.OfferID)
+	}
+	f.clk.now = t0.Add(60 * time.Second)
+	f.must(f.d.Tick(context.Background()))
+	f.must(f.d.Tick(context.Background()))
+	cmds = f.pub.take(t)
+	if len(cmds) != 1 || cmds[0].Role != ev.TypeDispatchNoDrivers {
+		t.Fatalf("got %+v, want one no_drivers", cmds)
+	}
+}
+
+func TestFailedPublishIsDecidedAgain(t *testing.T) {
+	f := newFixture(t)
+	f.driver("d1", 37.7759, -122.4194, true)
+	f.pub.fail = errors.New("broker down")
+	err := f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, "t", ev.TripUpdated{Trip: requested("t")}))
+	if err == nil {
+		t.Fatal("a failed publish must fail the handler so the event is redelivered")
+	}
+	f.pub.fail = nil
+	f.must(f.d.Tick(context.Background()))
+	if cmds := f.pub.take(t); len(cmds) != 1 || cmds[0].DriverID != "d1" {
+		t.Fatalf("got %+v, want the offer decided again", cmds)
+	}
+}

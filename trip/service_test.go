@@ -1,0 +1,269 @@
+package trip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/internal/redistest"
+)
+
+type capture struct {
+	mu   sync.Mutex
+	outs []ev.Outgoing
+}
+
+func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.outs = append(c.outs, outs...)
+	return nil
+}
+
+func (c *capture) take() []ev.Outgoing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.outs
+	c.outs = nil
+	return o
+}
+
+var t0 = time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
+
+func cmdEnv(t *testing.T, id, typ string, at time.Duration, cmd ev.TripCommand) ev.Envelope {
+	t.Helper()
+	e, err := ev.NewWithID(id, typ, cmd.TripID, t0.Add(at), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func newService(t *testing.T) (*Service, *Store, *capture) {
+	rs := redistest.Start(t)
+	store := NewStore(rs.Client(t))
+	pub := &capture{}
+	return NewService(store, pub, nil), store, pub
+}
+
+var (
+	here  = &ev.LatLng{Lat: 37.77, Lng: -122.42}
+	there = &ev.LatLng{Lat: 37.78, Lng: -122.41}
+)
+
+// ride is the commands of one complete ride, in order.
+func ride(t *testing.T) []ev.Envelope {
+	return []ev.Envelope{
+		cmdEnv(t, "e1", ev.TypeRideRequest, 0, ev.TripCommand{TripID: "t1", UserID: "r1", Role: "rider", Pickup: here, Dropoff: there}),
+		cmdEnv(t, "e2", ev.TypeDispatchOffer, time.Second, ev.TripCommand{TripID: "t1", OfferID: "o1", DriverID: "d1", PickupDistanceM: 300, ExpiresAt: t0.Add(11 * time.Second)}),
+		cmdEnv(t, "e3", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o1"}),
+		cmdEnv(t, "e4", ev.TypeTripArrive, 3*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+		cmdEnv(t, "e5", ev.TypeTripStart, 4*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+		cmdEnv(t, "e6", ev.TypeTripComplete, 5*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+	}
+}
+
+func TestRideThroughEveryState(t *testing.T) {
+	svc, store, pub := newService(t)
+	ctx := context.Background()
+	want := []string{ev.StateRequested, ev.StateOffered, ev.StateAccepted, ev.StateArrived, ev.StateInProgress, ev.StateCompleted}
+	for i, e := range ride(t) {
+		if err := svc.HandleCommand(ctx, e); err != nil {
+			t.Fatalf("%s: %v", e.Type, err)
+		}
+		tr, _, err := store.Trip(ctx, "t1")
+		if err != nil || tr.State != want[i] || tr.Version != int64(i+1) {
+			t.Fatalf("after %s: %s v%d (%v), want %s v%d", e.Type, tr.State, tr.Version, err, want[i], i+1)
+		}
+		if i == 2 || i == 3 {
+			if id, rider, ok, _ := store.DriverClaim(ctx, "d1"); !ok || id != "t1" || rider != "r1" {
+				t.Fatalf("after %s the driver claim is %q %q %v", e.Type, id, rider, ok)
+			}
+		}
+	}
+	if _, _, ok, _ := store.DriverClaim(ctx, "d1"); ok {
+		t.Fatal("driver still claimed after COMPLETED")
+	}
+	if _, ok, _ := store.CurrentTrip(ctx, "r1", "rider"); ok {
+		t.Fatal("rider still has a current trip after COMPLETED")
+	}
+	if n := len(pub.take()); n == 0 {
+		t.Fatal("no outputs")
+	}
+}
+
+func TestDuplicatesAndReplaysChangeNothing(t *testing.T) {
+	clean, cleanStore, cleanPub := newService(t)
+	dup, dupStore, dupPub := newService(t)
+	ctx := context.Background()
+	for _, e := range ride(t) {
+		if err := clean.HandleCommand(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every event twice, and each earlier event again after the later ones.
+	evs := ride(t)
+	for i, e := range evs {
+		for range 2 {
+			if err := dup.HandleCommand(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, old := range evs[:i] {
+			if err := dup.HandleCommand(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a, _, _ := cleanStore.Trip(ctx, "t1")
+	b, _, _ := dupStore.Trip(ctx, "t1")
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Fatalf("stored trip differs:\nclean %s\ndup   %s", ja, jb)
+	}
+	// Same distinct outputs (duplicates re-send the same ids, which the
+	// gateway drops), none extra.
+	ids := func(outs []ev.Outgoing) map[string]string {
+		m := map[string]string{}
+		for _, o := range outs {
+			b, _ := json.Marshal(o.Env)
+			m[o.Env.ID] = string(b)
+		}
+		return m
+	}
+	ca, cb := ids(cleanPub.take()), ids(dupPub.take())
+	if len(ca) != len(cb) {
+		t.Fatalf("clean run made %d distinct outputs, duplicated run %d", len(ca), len(cb))
+	}
+	for id, v := range ca {
+		if cb[id] != v {
+			t.Fatalf("output %s differs:\nclean %s\ndup   %s", id, v, cb[id])
+		}
+	}
+}
+
+func TestIllegalCommandsAreRejected(t *testing.T) {
+	cases := []struct {
+		name      string
+		before    int // how many commands of ride() to apply first
+		e         func(t *testing.T) ev.Envelope
+		permanent bool
+	}{
+		{"accept by someone else", 2, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d2", OfferID: "o1"})
+		}, true},
+		{"accept after expiry", 2, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 12*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})
+		}, true},
+		{"accept of a closed offer", 2, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o-old"})
+		}, true},
+		{"start before arrive", 3, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeTripStart, 4*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1"})
+		}, true},
+		{"cancel in progress", 5, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeTripCancel, 6*time.Second, ev.TripCommand{TripID: "t1", UserID: "r1"})
+		}, true},
+		{"command for no trip", 0, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeTripArrive, 0, ev.TripCommand{TripID: "nope", UserID: "d1"})
+		}, true},
+		{"late expiry from the dispatcher is ignored", 3, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeDispatchExpire, 12*time.Second, ev.TripCommand{TripID: "t1", OfferID: "o1"})
+		}, false},
+		{"a second offer while one is open is ignored", 2, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", ev.TypeDispatchOffer, time.Second, ev.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d9"})
+		}, false},
+		{"unknown type", 1, func(t *testing.T) ev.Envelope {
+			return cmdEnv(t, "x", "trip.teleport", time.Second, ev.TripCommand{TripID: "t1"})
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, store, pub := newService(t)
+			ctx := context.Background()
+			for _, e := range ride(t)[:tc.before] {
+				if err := svc.HandleCommand(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, _, _ := store.Trip(ctx, "t1")
+			pub.take()
+			err := svc.HandleCommand(ctx, tc.e(t))
+			if tc.permanent != errors.Is(err, ev.ErrPermanent) || (!tc.permanent && err != nil) {
+				t.Fatalf("err = %v, want permanent=%v", err, tc.permanent)
+			}
+			after, _, _ := store.Trip(ctx, "t1")
+			if after.Version != before.Version || after.State != before.State {
+				t.Fatalf("trip changed from %s v%d to %s v%d", before.State, before.Version, after.State, after.Version)
+			}
+			if outs := pub.take(); len(outs) != 0 {
+				t.Fatalf("rejected command published %d events", len(outs))
+			}
+		})
+	}
+}
+
+func TestOneDriverCannotHoldTwoTrips(t *testing.T) {
+	svc, store, _ := newService(t)
+	ctx := context.Background()
+	for _, trip := range []string{"ta", "tb"} {
+		rider := "r-" + trip
+		must := func(e ev.Envelope) {
+			if err := svc.HandleCommand(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ev.TripCommand{TripID: trip, UserID: rider, Pickup: here, Dropoff: there}))
+		must(cmdEnv(t, trip+"2", ev.TypeDispatchOffer, 0, ev.TripCommand{TripID: trip, OfferID: "o" + trip, DriverID: "d1", ExpiresAt: t0.Add(time.Minute)}))
+	}
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ev.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
+		t.Fatal(err)
+	}
+	err := svc.HandleCommand(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ev.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
+	if !errors.Is(err, ev.ErrPermanent) {
+		t.Fatalf("second accept: %v, want a permanent rejection", err)
+	}
+	if tb, _, _ := store.Trip(ctx, "tb"); tb.State != ev.StateOffered {
+		t.Fatalf("trip b is %s", tb.State)
+	}
+}
+
+func TestDeclinedDriverIsNeverOfferedTheTripAgain(t *testing.T) {
+	svc, store, _ := newService(t)
+	ctx := context.Background()
+	for _, e := range ride(t)[:2] {
+		if err := svc.HandleCommand(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ev.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {
+		t.Fatalf("a stale dispatcher offer should be ignored, got %v", err)
+	}
+	tr, _, _ := store.Trip(ctx, "t1")
+	if tr.State != ev.StateRequested || tr.Reason != "offer_declined" || len(tr.Offered) != 1 {
+		t.Fatalf("trip is %s (%s) offered to %v", tr.State, tr.Reason, tr.Offered)
+	}
+}
+
+func TestTransitionTableHasNoExitFromTerminalStates(t *testing.T) {
+	for _, s := range []string{ev.StateCompleted, ev.StateCancelled, ev.StateNoDrivers} {
+		if len(Transitions[s]) != 0 {
+			t.Errorf("terminal state %s has transitions %v", s, Transitions[s])
+		}
+	}
+	for from, m := range Transitions {
+		for cmd := range m {
+			if _, ok := commandTypes[cmd]; !ok {
+				t.Errorf("%s --%s--> uses a command that is not a trip command", from, cmd)
+			}
+		}
+	}
+}
