@@ -1,0 +1,110 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+// TestPoisonEventsAreDeadLetteredAndDoNotBlock writes events no consumer can
+// use onto every consumed topic, then checks each lands in dead.letters with
+// a reason and its source, and that a ride behind them still completes.
+func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
+	e := startPlatform(t, nil)
+	ctx := context.Background()
+	prod := ev.NewProducer(e.brokers, time.Millisecond)
+	defer prod.Close()
+
+	newer := func(typ, key string) []byte {
+		b, _ := json.Marshal(map[string]any{"id": "newer-" + key, "type": typ, "v": ev.SchemaVersion + 1, "at": time.Now(), "key": key, "payload": map[string]any{}})
+		return b
+	}
+	unknown := func(key string) []byte {
+		b, _ := json.Marshal(map[string]any{"id": "unknown-" + key, "type": "teleport", "v": 1, "at": time.Now(), "key": key, "payload": map[string]any{}})
+		return b
+	}
+	illegal, err := ev.NewWithID("illegal-1", ev.TypeTripComplete, "t-none", time.Now(), ev.TripCommand{TripID: "t-none", UserID: "d-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	illegalBytes, _ := json.Marshal(illegal)
+	poison := []struct {
+		topic, key string
+		value      []byte
+		reason     string
+	}{
+		{ev.TopicTripCommands, "p1", []byte("\x00\x01 garbage"), "decode envelope"},
+		{ev.TopicTripCommands, "p2", unknown("p2"), "unknown trip command type"},
+		{ev.TopicTripCommands, "p3", newer(ev.TypeTripCancel, "p3"), "newer"},
+		{ev.TopicTripCommands, "t-none", illegalBytes, "does not exist"},
+		{ev.TopicDriverEvents, "p5", []byte("{"), "decode envelope"},
+		{ev.TopicDriverEvents, "p6", unknown("p6"), "unknown driver event type"},
+		{ev.TopicTripEvents, "p7", newer(ev.TypeTripUpdated, "p7"), "newer"},
+		{ev.TopicUserPushes, "p8", unknown("p8"), "unknown push event type"},
+	}
+	for _, p := range poison {
+		if err := prod.PublishRaw(ctx, p.topic, []byte(p.key), p.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A ride behind the poison completes.
+	driver := e.connect("driver", "d-1", "")
+	driver.goOnline(37.7755, -122.4180)
+	rider := e.connect("rider", "r-1", "")
+	tripID := requestRide(t, rider, "req")
+	offer := driver.await("offer", 15*time.Second, isType("offer"))
+	driver.mustAck("acc", map[string]any{"type": "offer.accept", "offer_id": offer["offer_id"], "trip_id": tripID})
+	rider.await("ACCEPTED", 10*time.Second, tripState("ACCEPTED"))
+
+	// Every poison event is in dead.letters with its source and a reason.
+	// driver.events is consumed by two groups, so its poison appears twice.
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: ev.TopicDeadLetters, GroupID: "test-dl", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	want := map[string]int{}
+	for _, p := range poison {
+		n := 1
+		if p.topic == ev.TopicDriverEvents {
+			n = 2
+		}
+		want[p.topic+"/"+p.key] = n
+	}
+	got := map[string]int{}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for total, need := 0, 10; total < need; total++ {
+		m, err := r.FetchMessage(rctx)
+		if err != nil {
+			t.Fatalf("dead letters so far %v, want %v: %v", got, want, err)
+		}
+		env, err := ev.Decode(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl ev.DeadLetter
+		if err := env.DecodePayload(&dl); err != nil {
+			t.Fatal(err)
+		}
+		k := dl.Topic + "/" + dl.Key
+		got[k]++
+		var reason string
+		for _, p := range poison {
+			if p.topic+"/"+p.key == k {
+				reason = p.reason
+			}
+		}
+		if reason == "" || !strings.Contains(dl.Reason, reason) || dl.Group == "" || dl.Offset < 0 {
+			t.Fatalf("dead letter %+v: want a reason containing %q", dl, reason)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dead letters %v, want %v", got, want)
+	}
+}
