@@ -26,6 +26,10 @@ const (
 	TypeDispatchExpire    = "dispatch.expire"
 	TypeDispatchNoDrivers = "dispatch.no_drivers"
 
+	// On TopicTripCommands, from tripstate itself: the backstop that ends a
+	// search the dispatcher never ended.
+	TypeTripDeadline = "trip.deadline"
+
 	// On TopicTripEvents.
 	TypeTripUpdated = "trip.updated"
 
@@ -41,7 +45,7 @@ const (
 var TopicTypes = map[string][]string{
 	TopicDriverEvents: {TypeDriverLocation, TypeDriverAvailability},
 	TopicTripCommands: {TypeRideRequest, TypeOfferAccept, TypeOfferDecline, TypeTripArrive, TypeTripStart,
-		TypeTripComplete, TypeTripCancel, TypeDispatchOffer, TypeDispatchExpire, TypeDispatchNoDrivers},
+		TypeTripComplete, TypeTripCancel, TypeDispatchOffer, TypeDispatchExpire, TypeDispatchNoDrivers, TypeTripDeadline},
 	TopicTripEvents:  {TypeTripUpdated},
 	TopicUserPushes:  {TypePush},
 	TopicDeadLetters: {TypeDeadLetter},

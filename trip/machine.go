@@ -17,6 +17,7 @@ var Transitions = map[string]map[string]string{
 		ev.TypeDispatchOffer:     ev.StateOffered,
 		ev.TypeTripCancel:        ev.StateCancelled,
 		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
+		ev.TypeTripDeadline:      ev.StateNoDrivers,
 	},
 	ev.StateOffered: {
 		ev.TypeOfferAccept:       ev.StateAccepted,
@@ -24,6 +25,7 @@ var Transitions = map[string]map[string]string{
 		ev.TypeDispatchExpire:    ev.StateRequested,
 		ev.TypeTripCancel:        ev.StateCancelled,
 		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
+		ev.TypeTripDeadline:      ev.StateNoDrivers,
 	},
 	ev.StateAccepted: {
 		ev.TypeTripArrive: ev.StateArrived,

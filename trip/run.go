@@ -3,6 +3,7 @@ package trip
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -26,5 +27,38 @@ func (s *Service) Run(ctx context.Context, brokers []string, dead *ev.Producer, 
 		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupLocations, Topic: ev.TopicDriverEvents,
 			DeadLetters: dead, Logger: log}, s.HandleDriverEvent)
 	})
+	g.Go(func() error { return s.sweep(ctx) })
 	return g.Wait()
+}
+
+// sweep ends, every second, the searches whose own deadline has passed, by
+// putting a trip.deadline command on the trip's partition: it is applied by
+// the same single writer as every other command, and its id is derived from
+// the trip, so replicas sweeping at once produce one effect.
+func (s *Service) sweep(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			ids, err := s.store.overdue(ctx, now, 500)
+			if err != nil {
+				s.log.Warn("sweep overdue searches", "err", err)
+				continue
+			}
+			outs := make([]ev.Outgoing, 0, len(ids))
+			for _, id := range ids {
+				env, err := ev.NewWithID("deadline-"+id, ev.TypeTripDeadline, id, now, ev.TripCommand{TripID: id})
+				if err != nil {
+					return err
+				}
+				outs = append(outs, ev.Outgoing{Topic: ev.TopicTripCommands, Env: env})
+			}
+			if err := s.pub.PublishAll(ctx, outs...); err != nil && ctx.Err() == nil {
+				s.log.Warn("publish search deadlines", "err", err)
+			}
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -28,14 +29,22 @@ type Service struct {
 	store *Store
 	pub   Publisher
 	log   *slog.Logger
+	// Deadline is how long after its request a trip still without a driver
+	// is ended NO_DRIVERS by tripstate itself, whatever the dispatcher does.
+	// It should exceed the dispatcher's search deadline plus one offer
+	// timeout, so the dispatcher normally ends the search first.
+	Deadline time.Duration
 }
+
+// DefaultDeadline is the search deadline plus the offer timeout, by default.
+const DefaultDeadline = 70 * time.Second
 
 // NewService builds the service.
 func NewService(store *Store, pub Publisher, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, pub: pub, log: log}
+	return &Service{store: store, pub: pub, log: log, Deadline: DefaultDeadline}
 }
 
 var (
@@ -82,6 +91,9 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 			return err
 		}
 		c, err := decide(cur, exists, e, cmd)
+		if err == nil && e.Type == ev.TypeRideRequest {
+			c.deadline = e.OccurredAt.Add(s.Deadline)
+		}
 		if err != nil {
 			return s.rejected(e, cmd, err)
 		}
@@ -115,7 +127,7 @@ func (s *Service) rejected(e ev.Envelope, cmd ev.TripCommand, err error) error {
 	if !errors.As(err, &r) {
 		return err
 	}
-	if e.Type == ev.TypeDispatchExpire || e.Type == ev.TypeDispatchOffer || e.Type == ev.TypeDispatchNoDrivers {
+	if e.Type == ev.TypeDispatchExpire || e.Type == ev.TypeDispatchOffer || e.Type == ev.TypeDispatchNoDrivers || e.Type == ev.TypeTripDeadline {
 		staleTotal.WithLabelValues(e.Type).Inc()
 		s.log.Debug("stale dispatcher command ignored", "type", e.Type, "trip", cmd.TripID, "reason", r.reason)
 		return nil
@@ -211,7 +223,7 @@ func decide(cur ev.Trip, exists bool, e ev.Envelope, cmd ev.TripCommand) (change
 			return change{}, reject("offer %s is not open", cmd.OfferID)
 		}
 		upd.EndedOffer, t.Offer, t.Reason = cur.Offer, nil, "offer_expired"
-	case ev.TypeDispatchNoDrivers:
+	case ev.TypeDispatchNoDrivers, ev.TypeTripDeadline:
 		upd.EndedOffer, t.Offer, t.Reason = cur.Offer, nil, "no_drivers"
 		c.riderOp = "del"
 	case ev.TypeTripCancel:

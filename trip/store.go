@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,10 @@ func tripKey(id string) string        { return "trip:" + id }
 func eventKey(id string) string       { return "trip-event:" + id }
 func driverClaimKey(id string) string { return "driver:" + id + ":trip" }
 func riderTripKey(id string) string   { return "rider:" + id + ":trip" }
+
+// searchingKey is a sorted set of trips still looking for a driver, scored by
+// the unix millisecond at which tripstate ends them itself.
+const searchingKey = "trips:searching"
 
 const (
 	// eventMemory is how long an applied event id is remembered for
@@ -40,7 +45,8 @@ const (
 // KEYS: trip, event, driver claim, rider trip.
 // ARGV: expected version, new version, trip json, update json, trip id,
 // claim op (claim|release|-), claim value, rider op (set|del|-), event ttl
-// seconds, terminal ttl seconds (0 = keep).
+// seconds, terminal ttl seconds (0 = keep), search op (add|rem|-), search
+// deadline (unix ms). KEYS[5] is the searching set.
 var applyScript = redis.NewScript(`
 local done = redis.call('GET', KEYS[2])
 if done then return {'dup', done} end
@@ -67,6 +73,11 @@ elseif ARGV[8] == 'del' then
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[9]))
 if tonumber(ARGV[10]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10])) end
+if ARGV[11] == 'add' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[12]), ARGV[5])
+elseif ARGV[11] == 'rem' then
+  redis.call('ZREM', KEYS[5], ARGV[5])
+end
 return {'ok', ARGV[2]}
 `)
 
@@ -159,6 +170,9 @@ type change struct {
 	claimOp  string // claim|release|-
 	driverID string
 	riderOp  string // set|del|-
+	// deadline, when set on creation, is when tripstate ends the search
+	// itself; the trip leaves the searching set once it is accepted or ends.
+	deadline time.Time
 }
 
 // result of an apply.
@@ -191,10 +205,17 @@ func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 	if ev.Terminal(t.State) {
 		ttl = int64(terminalRetention / time.Second)
 	}
+	searchOp := "-"
+	switch {
+	case !c.deadline.IsZero():
+		searchOp = "add"
+	case t.State != ev.StateRequested && t.State != ev.StateOffered:
+		searchOp = "rem"
+	}
 	res, err := applyScript.Run(ctx, s.rdb,
-		[]string{tripKey(t.TripID), eventKey(c.eventID), claimKey, riderTripKey(t.RiderID)},
+		[]string{tripKey(t.TripID), eventKey(c.eventID), claimKey, riderTripKey(t.RiderID), searchingKey},
 		c.from, t.Version, tripJSON, updJSON, t.TripID, c.claimOp, claimVal, c.riderOp,
-		int64(eventMemory/time.Second), ttl).StringSlice()
+		int64(eventMemory/time.Second), ttl, searchOp, c.deadline.UnixMilli()).StringSlice()
 	if err != nil {
 		return 0, fmt.Errorf("apply %s to trip %s: %w", c.update.Cause, t.TripID, err)
 	}
@@ -211,4 +232,13 @@ func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 		return riderBusy, nil
 	}
 	return 0, fmt.Errorf("apply %s to trip %s: unexpected script answer %v", c.update.Cause, t.TripID, res)
+}
+
+// overdue returns up to n trips whose own deadline has passed.
+func (s *Store) overdue(ctx context.Context, now time.Time, n int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, searchingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: n}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read overdue searches: %w", err)
+	}
+	return ids, nil
 }

@@ -365,3 +365,16 @@ func TestBadFramesGetErrorsAndProduceNothing(t *testing.T) {
 		t.Fatalf("close status %v (%v), want 1009", s, driver.readErr)
 	}
 }
+
+// TestTripEndsEvenWithoutADispatcher runs no dispatcher at all: tripstate's
+// own deadline still ends the request NO_DRIVERS.
+func TestTripEndsEvenWithoutADispatcher(t *testing.T) {
+	e := startPlatform(t, func(c *Config) { c.OfferTimeout = 500 * time.Millisecond; c.SearchDeadline = time.Second }, Gateway, Tripstate)
+	rider := e.connect("rider", "r-1", "")
+	tripID := requestRide(t, rider, "req")
+	m := rider.await("NO_DRIVERS", 10*time.Second, tripState("NO_DRIVERS"))
+	if m["trip_id"] != tripID || m["reason"] != "no_drivers" {
+		t.Fatalf("got %v", m)
+	}
+	checkStates(t, "rider", tripPushes(rider, tripID), []string{"REQUESTED", "NO_DRIVERS"}, 1)
+}

@@ -34,7 +34,7 @@ func testConfig() Config {
 		StaleAfter: 15 * time.Second, MaxPickupM: 5000, DevAuth: true, LogLevel: "info"}
 }
 
-func startPlatform(t *testing.T, mutate func(*Config)) *env {
+func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env {
 	t.Helper()
 	broker, err := ev.StartEmbeddedBroker(0, 4, "")
 	if err != nil {
@@ -53,7 +53,7 @@ func startPlatform(t *testing.T, mutate func(*Config)) *env {
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		done <- Run(ctx, cfg, log, Options{OnReady: func(r *Running) { readyCh <- r }})
+		done <- Run(ctx, cfg, log, Options{Services: services, OnReady: func(r *Running) { readyCh <- r }})
 	}()
 	var run *Running
 	select {

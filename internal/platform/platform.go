@@ -157,6 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	}
 	if want[Tripstate] {
 		svc := trip.NewService(store, producer, log.With("service", Tripstate))
+		svc.Deadline = cfg.SearchDeadline + cfg.OfferTimeout
 		g.Go(func() error { return svc.Run(gctx, brokers, producer, log.With("service", Tripstate)) })
 	}
 	if want[Dispatcher] {
