@@ -28,11 +28,15 @@ func seqKey(user string) string  { return "push-seq:" + user }
 func listKey(user string) string { return "push-log:" + user }
 func seenKey(id string) string   { return "push-seen:" + id }
 
+// presenceKey is the set of gateway replicas holding a socket of the user.
+func presenceKey(user string) string { return "presence:" + user }
+
 // numberScript gives a push the user's next seq, once per push id, and keeps
-// it. It returns {1, seq, message} for a new push and {0, seq} for one
+// it. It returns {1, seq, message, replicas...} for a new push, naming the
+// gateway replicas that hold a socket of the user, and {0, seq} for one
 // already numbered (a redelivery: it was delivered or is in the log).
-// KEYS: seen, seq, log. ARGV: message without seq (a JSON object), keep,
-// retain seconds, counter seconds, seen seconds.
+// KEYS: seen, seq, log, presence. ARGV: message without seq (a JSON object),
+// keep, retain seconds, counter seconds, seen seconds.
 var numberScript = redis.NewScript(`
 local seen = redis.call('GET', KEYS[1])
 if seen then return {0, tonumber(seen)} end
@@ -43,26 +47,53 @@ redis.call('ZADD', KEYS[3], seq, msg)
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
 redis.call('SET', KEYS[1], seq, 'EX', tonumber(ARGV[5]))
-return {1, seq, msg}
+local out = {1, seq, msg}
+for _, r in ipairs(redis.call('SMEMBERS', KEYS[4])) do table.insert(out, r) end
+return out
 `)
 
-// Number assigns the next seq to a push identified by id and stores it. fresh
-// is false if this push id was numbered before.
-func (p *Pushes) Number(ctx context.Context, id, user string, msg []byte) (seq int64, full []byte, fresh bool, err error) {
+// Numbered is a push with its seq.
+type Numbered struct {
+	Seq int64
+	Msg []byte
+	// Fresh is false if this push id was numbered before.
+	Fresh bool
+	// Replicas hold a socket of the user (only for fresh pushes).
+	Replicas []string
+}
+
+// Number assigns the next seq to a push identified by id and stores it.
+func (p *Pushes) Number(ctx context.Context, id, user string, msg []byte) (Numbered, error) {
 	if len(msg) < 2 || msg[0] != '{' || msg[1] == '}' {
-		return 0, nil, false, fmt.Errorf("push %s: message must be a non-empty JSON object", id)
+		return Numbered{}, fmt.Errorf("push %s: message must be a non-empty JSON object", id)
 	}
-	res, err := numberScript.Run(ctx, p.rdb, []string{seenKey(id), seqKey(user), listKey(user)},
+	res, err := numberScript.Run(ctx, p.rdb, []string{seenKey(id), seqKey(user), listKey(user), presenceKey(user)},
 		msg, p.keep(), retainFor, counterFor, seenFor).Slice()
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("number push %s for %s: %w", id, user, err)
+		return Numbered{}, fmt.Errorf("number push %s for %s: %w", id, user, err)
 	}
-	seq, _ = res[1].(int64)
+	n := Numbered{}
+	n.Seq, _ = res[1].(int64)
 	if res[0].(int64) == 0 {
-		return seq, nil, false, nil
+		return n, nil
 	}
 	s, _ := res[2].(string)
-	return seq, []byte(s), true, nil
+	n.Msg, n.Fresh = []byte(s), true
+	for _, r := range res[3:] {
+		if r, ok := r.(string); ok {
+			n.Replicas = append(n.Replicas, r)
+		}
+	}
+	return n, nil
+}
+
+// Current returns the user's latest seq (0 if none).
+func (p *Pushes) Current(ctx context.Context, user string) (int64, error) {
+	n, err := p.rdb.Get(ctx, seqKey(user)).Int64()
+	if err != nil && err != redis.Nil {
+		return 0, fmt.Errorf("read seq of %s: %w", user, err)
+	}
+	return n, nil
 }
 
 func (p *Pushes) keep() int {

@@ -8,7 +8,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
 )
@@ -80,6 +81,9 @@ type Server struct {
 	log    *slog.Logger
 	hub    *hub
 	extra  map[string]http.Handler
+	// replica names this gateway process in the presence sets and is the
+	// Redis channel other replicas forward its users' pushes to.
+	replica string
 }
 
 var (
@@ -103,7 +107,7 @@ func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg.withDefaults(), tokens: tokens, pub: pub, trips: trips, rdb: rdb,
-		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}}
+		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}, replica: "gw-" + ev.NewID()[:12]}
 }
 
 // Handle adds a handler (the live map, say) to the gateway's mux.
@@ -140,16 +144,56 @@ func (s *Server) Handler() http.Handler {
 // Group is the consumer group that delivers pushes.
 const Group = "gateway"
 
-// RunPushes consumes user.pushes and delivers them until ctx ends.
+// RunPushes consumes user.pushes, numbering and routing them, and delivers
+// the pushes other replicas forward to this one, until ctx ends.
 func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Producer) error {
-	return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
-		DeadLetters: dead, Logger: s.log}, s.HandlePush)
+	sub := s.rdb.Subscribe(ctx, forwardChannel(s.replica))
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // wait for the subscription
+		return fmt.Errorf("subscribe to %s: %w", forwardChannel(s.replica), err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		ch := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case m, ok := <-ch:
+				if !ok {
+					return nil
+				}
+				var f forwarded
+				if err := json.Unmarshal([]byte(m.Payload), &f); err != nil {
+					s.log.Warn("bad forwarded push", "err", err)
+					continue
+				}
+				s.hub.deliver(f.User, f.Seq, f.Msg)
+			}
+		}
+	})
+	g.Go(func() error {
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
+			DeadLetters: dead, Logger: s.log}, s.HandlePush)
+	})
+	return g.Wait()
+}
+
+func forwardChannel(replica string) string { return "push-forward:" + replica }
+
+// forwarded is a numbered push on its way to the replica holding the socket.
+type forwarded struct {
+	User string          `json:"u"`
+	Seq  int64           `json:"s"`
+	Msg  json.RawMessage `json:"m"`
 }
 
 // HandlePush numbers one push for its user, keeps it for resume, and hands it
-// to the user's sockets on this gateway. A push numbered before (a
-// redelivery) is not delivered again: it was either delivered or is waiting
-// in the log for the phone's resume.
+// to every gateway replica holding a socket of that user: itself directly,
+// others over their Redis channel. A push numbered before (a redelivery) is
+// not delivered again: it was either delivered or is waiting in the log for
+// the phone's resume. Forwarding is best effort (Redis pub/sub is at most
+// once); a session that sees a seq gap fills it from the log.
 func (s *Server) HandlePush(ctx context.Context, e ev.Envelope) error {
 	if e.Type != ev.TypePush {
 		return ev.Permanent(fmt.Errorf("unknown push event type %q", e.Type))
@@ -161,18 +205,25 @@ func (s *Server) HandlePush(ctx context.Context, e ev.Envelope) error {
 	if p.UserID == "" {
 		return ev.Permanent(fmt.Errorf("push %s has no user_id", e.ID))
 	}
-	seq, msg, fresh, err := s.pushes.Number(ctx, e.ID, p.UserID, p.Message)
-	if err != nil {
-		if errors.Is(err, redis.Nil) || ctx.Err() != nil {
-			return err
-		}
-		if len(p.Message) < 2 || p.Message[0] != '{' {
-			return ev.Permanent(err)
-		}
+	if len(p.Message) < 2 || p.Message[0] != '{' {
+		return ev.Permanent(fmt.Errorf("push %s: message is not a JSON object", e.ID))
+	}
+	n, err := s.pushes.Number(ctx, e.ID, p.UserID, p.Message)
+	if err != nil || !n.Fresh {
 		return err
 	}
-	if fresh {
-		s.hub.deliver(p.UserID, seq, msg)
+	for _, r := range n.Replicas {
+		if r == s.replica {
+			s.hub.deliver(p.UserID, n.Seq, n.Msg)
+			continue
+		}
+		b, err := json.Marshal(forwarded{User: p.UserID, Seq: n.Seq, Msg: n.Msg})
+		if err == nil {
+			err = s.rdb.Publish(ctx, forwardChannel(r), b).Err()
+		}
+		if err != nil {
+			s.log.Warn("forward push", "replica", r, "user", p.UserID, "err", err)
+		}
 	}
 	return nil
 }
@@ -185,7 +236,8 @@ type hub struct {
 
 func newHub() *hub { return &hub{users: map[string]map[*session]struct{}{}} }
 
-func (h *hub) add(s *session) {
+// add registers a session; first is true for the user's first session here.
+func (h *hub) add(s *session) (first bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.users[s.user]
@@ -194,17 +246,21 @@ func (h *hub) add(s *session) {
 		h.users[s.user] = m
 	}
 	m[s] = struct{}{}
+	return len(m) == 1
 }
 
-func (h *hub) remove(s *session) {
+// remove drops a session; last is true if the user has no session left here.
+func (h *hub) remove(s *session) (last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if m := h.users[s.user]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
 			delete(h.users, s.user)
+			return true
 		}
 	}
+	return false
 }
 
 func (h *hub) deliver(user string, seq int64, msg []byte) {

@@ -30,6 +30,8 @@ type session struct {
 	pending  []Retained
 	lastSeq  int64
 	closed   bool
+	// fill reads retained pushes after a seq, to heal a gap in live delivery.
+	fill func(after int64) ([]Retained, bool, error)
 }
 
 // push queues a numbered push; a phone too slow to take its queue is
@@ -45,6 +47,28 @@ func (s *session) push(seq int64, msg []byte) {
 }
 
 func (s *session) sendLocked(seq int64, msg []byte) {
+	if s.closed || seq <= s.lastSeq {
+		return
+	}
+	if seq > s.lastSeq+1 && s.fill != nil {
+		// A push went astray (a forward lost, or one numbered while this
+		// socket was registering): send what is missing from the log first.
+		missing, gap, err := s.fill(s.lastSeq)
+		if err != nil || gap {
+			s.closed = true // the phone reconnects with after_seq and resyncs
+			s.cancel()
+			return
+		}
+		for _, m := range missing {
+			if m.Seq < seq {
+				s.enqueueLocked(m.Seq, m.Msg)
+			}
+		}
+	}
+	s.enqueueLocked(seq, msg)
+}
+
+func (s *session) enqueueLocked(seq int64, msg []byte) {
 	if s.closed || seq <= s.lastSeq {
 		return
 	}
@@ -103,8 +127,30 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	sess := &session{user: claims.Subject, role: claims.Role, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
 		resuming: afterSeq >= 0}
-	s.hub.add(sess)
-	defer s.hub.remove(sess)
+	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.user, after) }
+	if afterSeq < 0 {
+		// Live only: start from the current seq, read before registering so
+		// a push numbered in between shows as a gap and is filled.
+		cur, err := s.pushes.Current(ctx, sess.user)
+		if err != nil {
+			s.log.Warn("read seq", "user", sess.user, "err", err)
+			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
+			return
+		}
+		sess.lastSeq = cur
+	}
+	if first := s.hub.add(sess); first {
+		if err := s.rdb.SAdd(ctx, presenceKey(sess.user), s.replica).Err(); err != nil {
+			s.log.Warn("record presence", "user", sess.user, "err", err)
+		}
+	}
+	defer func() {
+		if last := s.hub.remove(sess); last {
+			if err := s.rdb.SRem(context.Background(), presenceKey(sess.user), s.replica).Err(); err != nil {
+				s.log.Warn("clear presence", "user", sess.user, "err", err)
+			}
+		}
+	}()
 	connectionsGauge.WithLabelValues(claims.Role).Inc()
 	defer connectionsGauge.WithLabelValues(claims.Role).Dec()
 
@@ -164,14 +210,14 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		if err != nil {
 			return fmt.Errorf("encode resync: %w", err)
 		}
-		seq, full, _, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.user, b)
+		n, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.user, b)
 		if err != nil {
 			return err
 		}
-		msgs = []Retained{{Seq: seq, Msg: full}}
+		msgs = []Retained{{Seq: n.Seq, Msg: n.Msg}}
 		// Everything before the resync is superseded by it.
 		sess.mu.Lock()
-		sess.lastSeq = seq - 1
+		sess.lastSeq = n.Seq - 1
 		sess.mu.Unlock()
 	}
 	sess.mu.Lock()
@@ -180,7 +226,7 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		sess.lastSeq = afterSeq
 	}
 	for _, m := range msgs {
-		sess.sendLocked(m.Seq, m.Msg)
+		sess.enqueueLocked(m.Seq, m.Msg)
 	}
 	for _, m := range sess.pending {
 		sess.sendLocked(m.Seq, m.Msg)

@@ -27,6 +27,7 @@ type env struct {
 	t       *testing.T
 	run     *Running
 	brokers []string
+	cfg     Config
 }
 
 func testConfig() Config {
@@ -48,6 +49,12 @@ func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env 
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	return startOn(t, cfg, broker.Addrs(), services...)
+}
+
+// startOn starts services on an existing broker and Redis (another replica).
+func startOn(t *testing.T, cfg Config, brokers []string, services ...string) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	readyCh := make(chan *Running, 1)
 	done := make(chan error, 1)
@@ -76,7 +83,7 @@ func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env 
 			t.Errorf("platform did not stop within 20s of cancel")
 		}
 	})
-	return &env{t: t, run: run, brokers: broker.Addrs()}
+	return &env{t: t, run: run, brokers: brokers, cfg: cfg}
 }
 
 type testWriter struct{ t *testing.T }
