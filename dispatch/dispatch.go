@@ -37,6 +37,12 @@ type Config struct {
 	RetryEvery time.Duration
 	// Resolution is the H3 resolution of the supply index.
 	Resolution int
+	// ReplicaID names this dispatcher among its replicas. Each replica
+	// reads every driver event (its own consumer group, so it can match a
+	// trip to any driver) while trips are shared out by the common group.
+	// It should be stable across restarts so the replica resumes its
+	// supply view from its committed offset.
+	ReplicaID string
 }
 
 func (c Config) withDefaults() Config {
@@ -117,18 +123,26 @@ func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dis
 		offered: map[string]string{}, searches: map[string]*search{}}
 }
 
-// Consumer groups of the dispatcher.
+// Consumer groups of the dispatcher: GroupDrivers + "-" + ReplicaID per
+// replica, GroupTrips shared.
 const (
 	GroupDrivers = "dispatcher-drivers"
 	GroupTrips   = "dispatcher-trips"
 )
+
+func (c Config) driversGroup() string {
+	if c.ReplicaID == "" {
+		return GroupDrivers
+	}
+	return GroupDrivers + "-" + c.ReplicaID
+}
 
 // Run consumes driver events and trip events and runs the offer clock until
 // ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupDrivers, Topic: ev.TopicDriverEvents,
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: d.cfg.driversGroup(), Topic: ev.TopicDriverEvents,
 			DeadLetters: dead, Logger: d.log}, d.HandleDriverEvent)
 	})
 	g.Go(func() error {

@@ -161,8 +161,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		g.Go(func() error { return svc.Run(gctx, brokers, producer, log.With("service", Tripstate)) })
 	}
 	if want[Dispatcher] {
+		replica := cfg.ReplicaID
+		if replica == "" {
+			replica, _ = os.Hostname()
+		}
 		d := dispatch.New(dispatch.Config{OfferTimeout: cfg.OfferTimeout, SearchDeadline: cfg.SearchDeadline,
-			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM)}, producer, log.With("service", Dispatcher), nil)
+			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM), ReplicaID: replica}, producer, log.With("service", Dispatcher), nil)
 		g.Go(func() error { return d.Run(gctx, brokers, producer) })
 	}
 
