@@ -1,7 +1,5 @@
 package events
 
-import "time"
-
 // Server-to-phone message types that travel as pushes (they carry a seq).
 const (
 	PushOffer          = "offer"
@@ -71,13 +69,4 @@ type ResyncMessage struct {
 func NewOfferMessage(t Trip, o Offer) OfferMessage {
 	return OfferMessage{Type: PushOffer, OfferID: o.OfferID, TripID: t.TripID, Pickup: t.Pickup, Dropoff: t.Dropoff,
 		PickupDistanceM: o.PickupDistanceM, ExpiresAt: FormatTime(o.ExpiresAt)}
-}
-
-// TimeOrZero parses an RFC 3339 time, or returns the zero time.
-func TimeOrZero(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }

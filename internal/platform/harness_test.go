@@ -3,8 +3,6 @@ package platform
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -283,16 +281,11 @@ func num(m map[string]any, k string) int64 {
 	return int64(f)
 }
 
-var _ = io.Discard
-var _ = fmt.Sprint
-
 // NewTokensForTest builds a token authority with another secret.
-func NewTokensForTest(secret string) *gatewayTokens {
-	t, err := newTokens(secret)
+func NewTokensForTest(secret string) *gateway.Tokens {
+	t, err := gateway.NewTokens(secret)
 	if err != nil {
 		panic(err)
 	}
 	return t
 }
-
-type gatewayTokens = gateway.Tokens

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/internal/conf"
 )
 
@@ -75,7 +76,7 @@ func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	cfg := Config{JWTSecret: getenv("HEXRIDE_JWT_SECRET"), DevAuth: true}
-	tokens, err := newTokens(cfg.Secret())
+	tokens, err := gateway.NewTokens(cfg.Secret())
 	if err != nil {
 		return err
 	}

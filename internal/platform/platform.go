@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		return c.Close()
 	}
 
-	tokens, err := newTokens(cfg.Secret())
+	tokens, err := gateway.NewTokens(cfg.Secret())
 	if err != nil {
 		return err
 	}
@@ -213,5 +213,3 @@ func healthMux(ready func(context.Context) error) http.Handler {
 	mux.Handle("GET /metrics", promhttp.Handler())
 	return mux
 }
-
-func newTokens(secret string) (*gateway.Tokens, error) { return gateway.NewTokens(secret) }
