@@ -87,13 +87,23 @@ type Frame struct {
 
 	Available *bool `json:"available,omitempty"`
 
-	Pickup  *events.LatLng `json:"pickup,omitempty"`
-	Dropoff *events.LatLng `json:"dropoff,omitempty"`
+	Pickup  *Point `json:"pickup,omitempty"`
+	Dropoff *Point `json:"dropoff,omitempty"`
 
 	OfferID string `json:"offer_id,omitempty"`
 	TripID  string `json:"trip_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 }
+
+// Point is a position as a client sends it; pointers tell a missing
+// coordinate from a zero one.
+type Point struct {
+	Lat *float64 `json:"lat"`
+	Lng *float64 `json:"lng"`
+}
+
+// LatLng returns the point; call only on a validated frame.
+func (p *Point) LatLng() *events.LatLng { return &events.LatLng{Lat: *p.Lat, Lng: *p.Lng} }
 
 // ProtocolError is an `error` answer.
 type ProtocolError struct {
@@ -127,11 +137,11 @@ func DecodeFrame(b []byte) (Frame, *ProtocolError) {
 		}
 		return f, badRequest("malformed JSON: %s", jsonProblem(err))
 	}
-	if dec.More() {
-		return Frame{ID: f.ID}, badRequest("one JSON object per frame")
-	}
 	if len(f.ID) > MaxIDBytes {
 		return Frame{}, badRequest("id is longer than %d bytes", MaxIDBytes)
+	}
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
+		return Frame{ID: f.ID}, badRequest("one JSON object per frame, nothing after it")
 	}
 	if f.Type == "" {
 		return f, badRequest("missing type")
@@ -190,11 +200,16 @@ func (f *Frame) validate() *ProtocolError {
 		if f.Pickup == nil || f.Dropoff == nil {
 			return badRequest("ride.request needs pickup and dropoff")
 		}
-		if err := checkLatLng("pickup.", f.Pickup.Lat, f.Pickup.Lng); err != nil {
-			return err
-		}
-		if err := checkLatLng("dropoff.", f.Dropoff.Lat, f.Dropoff.Lng); err != nil {
-			return err
+		for _, pt := range []struct {
+			name string
+			p    *Point
+		}{{"pickup", f.Pickup}, {"dropoff", f.Dropoff}} {
+			if pt.p.Lat == nil || pt.p.Lng == nil {
+				return badRequest("%s needs lat and lng", pt.name)
+			}
+			if err := checkLatLng(pt.name+".", *pt.p.Lat, *pt.p.Lng); err != nil {
+				return err
+			}
 		}
 	case MsgOfferAccept, MsgOfferDecline:
 		if err := checkText("offer_id", f.OfferID, true); err != nil {

@@ -314,7 +314,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		cmd := ev.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
 		if f.Type == MsgRideRequest {
 			cmd.TripID = "t-" + ev.NewID()[:20]
-			cmd.Pickup, cmd.Dropoff = f.Pickup, f.Dropoff
+			cmd.Pickup, cmd.Dropoff = f.Pickup.LatLng(), f.Dropoff.LatLng()
 		}
 		env, err := ev.New(f.Type, cmd.TripID, now, cmd)
 		return ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}, cmd.TripID, internalErr(err)
