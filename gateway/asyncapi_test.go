@@ -1113,7 +1113,8 @@ func TestAsyncAPIExamples(t *testing.T) {
 	}
 }
 
-func setPath(obj map[string]any, path []string, v any) bool {
+// setPath sets (or deletes) the field at path; false if a parent is missing.
+func setPath(obj map[string]any, path []string, v any, del bool) bool {
 	for _, p := range path[:len(path)-1] {
 		next, ok := obj[p].(map[string]any)
 		if !ok {
@@ -1121,7 +1122,11 @@ func setPath(obj map[string]any, path []string, v any) bool {
 		}
 		obj = next
 	}
-	obj[path[len(path)-1]] = v
+	if del {
+		delete(obj, path[len(path)-1])
+	} else {
+		obj[path[len(path)-1]] = v
+	}
 	return true
 }
 
@@ -1156,19 +1161,15 @@ func TestAsyncAPIClientConstraintsMatchDecodeFrame(t *testing.T) {
 		}
 		var muts []mutation
 		payload := doc.mustFlatten(t, m.obj["payload"], m.ref)
-		required := requiredOf(payload)
-		// Only top-level fields are deleted here; a missing field inside
-		// an object (pickup.lat) is protocol_test.go's business.
-		for _, name := range sortedKeys(propsOf(payload)) {
-			muts = append(muts, mutation{desc: "without " + name, path: []string{name}, delete: true, ok: !required[name]})
-		}
 		var walk func(schema map[string]any, prefix []string)
 		walk = func(schema map[string]any, prefix []string) {
 			props := propsOf(schema)
+			required := requiredOf(schema)
 			for _, name := range sortedKeys(props) {
 				path := append(slices.Clone(prefix), name)
 				p := strings.Join(path, ".")
 				ps := doc.mustFlatten(t, props[name], m.ref+" "+p)
+				muts = append(muts, mutation{desc: "without " + p, path: path, delete: true, ok: !required[name]})
 				ty, _ := ps["type"].(string)
 				switch {
 				case ty == "number" || ty == "integer":
@@ -1218,9 +1219,7 @@ func TestAsyncAPIClientConstraintsMatchDecodeFrame(t *testing.T) {
 			}
 			for _, mu := range muts {
 				frame := normalize(t, base).(map[string]any)
-				if mu.delete {
-					delete(frame, mu.path[0])
-				} else if !setPath(frame, mu.path, mu.value) {
+				if !setPath(frame, mu.path, mu.value, mu.delete) {
 					continue // the example has no object to put it in
 				}
 				b, _ := json.Marshal(frame)

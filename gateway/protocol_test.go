@@ -118,8 +118,8 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		{"null", `null`, ""},
 		{"two objects", `{"type":"trip.start","id":"k2","trip_id":"t-1"} {"type":"trip.start","trip_id":"t-2"}`, "k2"},
 		{"object then garbage", `{"type":"trip.start","id":"k3","trip_id":"t-1"} x`, "k3"},
-		// DecodeFrame uses json.Decoder.More, which does not see a stray
-		// closing bracket after the object: these frames are accepted.
+		// json.Decoder.More does not see a stray closing bracket after the
+		// object; these frames were once accepted.
 		{"object then a stray }", `{"type":"trip.start","id":"k4","trip_id":"t-1"}}`, "k4"},
 		{"object then a stray ]", `{"type":"trip.start","id":"k5","trip_id":"t-1"}]`, "k5"},
 
@@ -135,8 +135,8 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		// id.
 		{"id over 64 bytes", `{"type":"trip.start","id":"` + long(MaxIDBytes+1) + `","trip_id":"t-1"}`, ""},
 		{"id over 64 bytes in a malformed frame", `{"type":"location","id":"` + long(MaxIDBytes+1) + `","lat":"x"}`, ""},
-		// The "one JSON object per frame" path returns the id without the
-		// length check every other path makes.
+		// The "one JSON object per frame" path once echoed the id without
+		// the length check every other path makes.
 		{"id over 64 bytes in two objects", `{"type":"trip.start","id":"` + long(MaxIDBytes+1) + `","trip_id":"t-1"} {}`, ""},
 		{"id of the wrong JSON type", `{"type":"trip.start","id":7,"trip_id":"t-1"}`, ""},
 
@@ -175,9 +175,8 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		{"ride.request pickup lng 181", `{"type":"ride.request","id":"q6","pickup":{"lat":1,"lng":181},"dropoff":{"lat":1,"lng":2}}`, "q6"},
 		{"ride.request dropoff lat -91", `{"type":"ride.request","id":"q7","pickup":{"lat":1,"lng":2},"dropoff":{"lat":-91,"lng":2}}`, "q7"},
 		{"ride.request dropoff lng -181", `{"type":"ride.request","id":"q8","pickup":{"lat":1,"lng":2},"dropoff":{"lat":1,"lng":-181}}`, "q8"},
-		// events.LatLng has plain float64 fields, so a missing lat or lng
-		// inside pickup/dropoff decodes as 0 and the ride is requested at
-		// Null Island instead of being refused.
+		// A missing lat or lng inside pickup/dropoff must be refused, not
+		// read as 0 (a ride requested at Null Island).
 		{"ride.request pickup without lat", `{"type":"ride.request","id":"q9","pickup":{"lng":2},"dropoff":{"lat":1,"lng":2}}`, "q9"},
 		{"ride.request dropoff empty object", `{"type":"ride.request","id":"q10","pickup":{"lat":1,"lng":2},"dropoff":{}}`, "q10"},
 
