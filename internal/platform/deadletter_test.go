@@ -56,13 +56,7 @@ func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
 	}
 
 	// A ride behind the poison completes.
-	driver := e.connect("driver", "d-1", "")
-	driver.goOnline(37.7755, -122.4180)
-	rider := e.connect("rider", "r-1", "")
-	tripID := requestRide(t, rider, "req")
-	offer := driver.await("offer", 15*time.Second, isType("offer"))
-	driver.mustAck("acc", map[string]any{"type": "offer.accept", "offer_id": offer["offer_id"], "trip_id": tripID})
-	rider.await("ACCEPTED", 10*time.Second, tripState("ACCEPTED"))
+	acceptedRide(t, e, e)
 
 	// Every poison event is in dead.letters with its source and a reason.
 	// driver.events is consumed by two groups, so its poison appears twice.

@@ -27,6 +27,21 @@ func requestRide(t *testing.T, rider *phone, id string) string {
 	return tripID
 }
 
+// acceptedRide puts driver d-1 online near the pickup on driverOn, has rider
+// r-1 on riderOn request a ride, and the driver accept its offer; it returns
+// once the rider has seen ACCEPTED.
+func acceptedRide(t *testing.T, driverOn, riderOn *env) (driver, rider *phone, tripID string) {
+	t.Helper()
+	driver = driverOn.connect("driver", "d-1", "")
+	driver.goOnline(37.7755, -122.4180)
+	rider = riderOn.connect("rider", "r-1", "")
+	tripID = requestRide(t, rider, "req")
+	offer := driver.await("offer", 15*time.Second, isType("offer"))
+	driver.mustAck("acc", map[string]any{"type": "offer.accept", "offer_id": offer["offer_id"], "trip_id": tripID})
+	rider.await("ACCEPTED", 10*time.Second, tripState("ACCEPTED"))
+	return driver, rider, tripID
+}
+
 // tripPushes returns the trip pushes of one trip a phone received, in order.
 func tripPushes(p *phone, tripID string) []map[string]any {
 	var out []map[string]any
@@ -201,13 +216,7 @@ func TestNoDriversWithinDeadline(t *testing.T) {
 
 func TestRiderCancelsBeforePickup(t *testing.T) {
 	e := startPlatform(t, nil)
-	driver := e.connect("driver", "d-1", "")
-	driver.goOnline(37.7755, -122.4180)
-	rider := e.connect("rider", "r-1", "")
-	tripID := requestRide(t, rider, "req")
-	offer := driver.await("offer", 15*time.Second, isType("offer"))
-	driver.mustAck("acc", map[string]any{"type": "offer.accept", "offer_id": offer["offer_id"], "trip_id": tripID})
-	rider.await("ACCEPTED", 10*time.Second, tripState("ACCEPTED"))
+	driver, rider, tripID := acceptedRide(t, e, e)
 
 	// Someone else's trip is forbidden to them.
 	stranger := e.connect("rider", "r-2", "")

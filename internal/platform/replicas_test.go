@@ -16,15 +16,9 @@ func TestTwoGatewayReplicas(t *testing.T) {
 	a := startPlatform(t, nil, Gateway, Dispatcher, Tripstate)
 	b := startOn(t, a.cfg, a.brokers, Gateway)
 
-	driver := b.connect("driver", "d-1", "")
-	driver.goOnline(37.7755, -122.4180)
-	rider := a.connect("rider", "r-1", "")
-	tripID := requestRide(t, rider, "req")
-	offer := driver.await("offer", 15*time.Second, isType("offer"))
-	driver.mustAck("acc", map[string]any{"type": "offer.accept", "offer_id": offer["offer_id"], "trip_id": tripID})
-	accepted := rider.await("ACCEPTED", 10*time.Second, tripState("ACCEPTED"))
+	driver, rider, tripID := acceptedRide(t, b, a)
 	rider.await("driver.location", 10*time.Second, isType("driver.location"))
-	lastSeq := num(accepted, "seq")
+	var lastSeq int64
 	for _, m := range rider.messages() {
 		lastSeq = max(lastSeq, num(m, "seq"))
 	}
