@@ -81,6 +81,15 @@ var (
 	})
 )
 
+const (
+	// candidates is how many nearest drivers a decision considers, in case
+	// the nearest are reserved by another replica.
+	candidates = 5
+	// reservationSlack keeps an offer's reservation a little past its expiry,
+	// until tripstate has applied the expiry.
+	reservationSlack = 5 * time.Second
+)
+
 // search is one trip looking for a driver.
 type search struct {
 	trip     ev.Trip
@@ -100,6 +109,10 @@ type Dispatcher struct {
 	pub Publisher
 	log *slog.Logger
 	now func() time.Time
+
+	// Reservations, if set, share "this driver is taken" with the other
+	// replicas; set it before Run.
+	Reservations Reservations
 
 	mu        sync.Mutex
 	index     *geo.Index
@@ -243,10 +256,34 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	}
 	var outs []ev.Outgoing
 	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil {
-		outs = d.decideLocked(t.TripID, s)
+		outs = d.decideLocked(ctx, t.TripID, s)
 	}
 	d.mu.Unlock()
+	if err := d.reserveFor(ctx, u); err != nil {
+		return err
+	}
 	return d.publish(ctx, outs)
+}
+
+// reserveFor keeps the shared reservations in step with a trip: an accepted
+// driver is held until the trip ends; a closed offer frees its driver.
+func (d *Dispatcher) reserveFor(ctx context.Context, u ev.TripUpdated) error {
+	if d.Reservations == nil {
+		return nil
+	}
+	t := u.Trip
+	if o := u.EndedOffer; o != nil && o.DriverID != t.DriverID {
+		if err := d.Reservations.Release(ctx, o.DriverID, t.TripID); err != nil {
+			return err
+		}
+	}
+	if t.DriverID == "" {
+		return nil
+	}
+	if ev.Terminal(t.State) {
+		return d.Reservations.Release(ctx, t.DriverID, t.TripID)
+	}
+	return d.Reservations.Hold(ctx, t.DriverID, t.TripID)
 }
 
 // Tick expires overdue offers, gives up on searches past their deadline, and
@@ -258,14 +295,14 @@ func (d *Dispatcher) Tick(ctx context.Context) error {
 		if s.trip.State == "" {
 			continue
 		}
-		outs = append(outs, d.decideLocked(id, s)...)
+		outs = append(outs, d.decideLocked(ctx, id, s)...)
 	}
 	d.mu.Unlock()
 	return d.publish(ctx, outs)
 }
 
 // decideLocked returns the next command for one search, if any. d.mu is held.
-func (d *Dispatcher) decideLocked(tripID string, s *search) []ev.Outgoing {
+func (d *Dispatcher) decideLocked(ctx context.Context, tripID string, s *search) []ev.Outgoing {
 	now := d.now()
 	switch {
 	case !now.Before(s.deadline):
@@ -286,16 +323,31 @@ func (d *Dispatcher) decideLocked(tripID string, s *search) []ev.Outgoing {
 	for _, id := range s.trip.Offered {
 		tried[id] = true
 	}
-	cands := d.index.Nearest(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, 1, d.cfg.MaxPickupM,
+	cands := d.index.Nearest(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, candidates, d.cfg.MaxPickupM,
 		now.Add(-d.cfg.StaleAfter), func(id string) bool {
 			_, busy := d.busy[id]
 			_, offered := d.offered[id]
 			return !d.available[id] || busy || offered || tried[id]
 		})
-	if len(cands) == 0 {
+	var c *geo.Candidate
+	for i := range cands {
+		if d.Reservations == nil {
+			c = &cands[i]
+			break
+		}
+		ok, err := d.Reservations.Reserve(ctx, cands[i].ID, tripID, d.cfg.OfferTimeout+reservationSlack)
+		if err != nil {
+			d.log.Warn("reserve driver", "err", err)
+			return nil // decided again on the next tick
+		}
+		if ok {
+			c = &cands[i]
+			break
+		}
+	}
+	if c == nil {
 		return nil
 	}
-	c := cands[0]
 	offer := &ev.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
 		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
 	s.offer, s.expireSent = offer, false
@@ -339,6 +391,11 @@ func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
 			if s.offer != nil && s.offer.OfferID == cmd.OfferID {
 				s.offer = nil
 				delete(d.offered, cmd.DriverID)
+			}
+			if d.Reservations != nil {
+				if rerr := d.Reservations.Release(context.WithoutCancel(ctx), cmd.DriverID, cmd.TripID); rerr != nil {
+					d.log.Warn("release reservation after failed offer", "err", rerr)
+				}
 			}
 		case ev.TypeDispatchExpire:
 			s.expireSent = false

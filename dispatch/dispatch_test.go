@@ -207,3 +207,60 @@ func TestFailedPublishIsDecidedAgain(t *testing.T) {
 		t.Fatalf("got %+v, want the offer decided again", cmds)
 	}
 }
+
+// memReservations is Reservations in memory, as another replica would see it.
+type memReservations struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (r *memReservations) Reserve(_ context.Context, d, trip string, _ time.Duration) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.m[d]; ok && cur != trip {
+		return false, nil
+	}
+	r.m[d] = trip
+	return true, nil
+}
+
+func (r *memReservations) Hold(_ context.Context, d, trip string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[d] = trip
+	return nil
+}
+
+func (r *memReservations) Release(_ context.Context, d, trip string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[d] == trip {
+		delete(r.m, d)
+	}
+	return nil
+}
+
+func TestDriverReservedByAnotherReplicaIsSkipped(t *testing.T) {
+	f := newFixture(t)
+	res := &memReservations{m: map[string]string{"near": "someone-elses-trip"}}
+	f.d.Reservations = res
+	f.driver("near", 37.7759, -122.4194, true)
+	f.driver("far", 37.7849, -122.4194, true)
+	f.trip(requested("t"), nil)
+	cmds := f.pub.take(t)
+	if len(cmds) != 1 || cmds[0].DriverID != "far" || res.m["far"] != "t" {
+		t.Fatalf("got %+v (reservations %v), want far offered and reserved", cmds, res.m)
+	}
+	// Accepted: held; completed: released.
+	acc := requested("t")
+	acc.State, acc.Version, acc.DriverID = ev.StateAccepted, 3, "far"
+	f.trip(acc, &ev.Offer{OfferID: cmds[0].OfferID, DriverID: "far"})
+	if res.m["far"] != "t" {
+		t.Fatalf("accepted driver not held: %v", res.m)
+	}
+	acc.State, acc.Version = ev.StateCompleted, 6
+	f.trip(acc, nil)
+	if _, held := res.m["far"]; held {
+		t.Fatalf("driver still reserved after the trip ended: %v", res.m)
+	}
+}

@@ -81,6 +81,7 @@ func TestRaceManyRidersFewDriversTwoReplicasEach(t *testing.T) {
 			t.Fatal(err)
 		}
 		active := map[string]string{}
+		offers := map[string]string{}
 		done := 0
 		for _, js := range raw {
 			if js == "" {
@@ -93,6 +94,12 @@ func TestRaceManyRidersFewDriversTwoReplicasEach(t *testing.T) {
 			if ev.Terminal(tr.State) {
 				done++
 			}
+			if tr.State == ev.StateOffered && tr.Offer != nil {
+				if other, ok := offers[tr.Offer.DriverID]; ok {
+					t.Fatalf("driver %s holds two open offers at once: %s and %s", tr.Offer.DriverID, other, tr.TripID)
+				}
+				offers[tr.Offer.DriverID] = tr.TripID
+			}
 			if tr.DriverID != "" {
 				if prev, ok := everDriver[tr.TripID]; ok && prev != tr.DriverID {
 					t.Fatalf("trip %s had driver %s, now %s", tr.TripID, prev, tr.DriverID)
@@ -104,6 +111,11 @@ func TestRaceManyRidersFewDriversTwoReplicasEach(t *testing.T) {
 					}
 					active[tr.DriverID] = tr.TripID
 				}
+			}
+		}
+		for d, offered := range offers {
+			if onTrip, busy := active[d]; busy {
+				t.Fatalf("driver %s was offered %s while on trip %s", d, offered, onTrip)
 			}
 		}
 		if done == riders {
