@@ -1,0 +1,420 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Message types and codes of the public contract (protocol.md). The
+// simulator keeps its own copy: it speaks the contract, not the code.
+const (
+	msgLocation     = "location"
+	msgAvailability = "availability"
+	msgRideRequest  = "ride.request"
+	msgOfferAccept  = "offer.accept"
+	msgOfferDecline = "offer.decline"
+	msgTripArrive   = "trip.arrive"
+	msgTripStart    = "trip.start"
+	msgTripComplete = "trip.complete"
+	msgTripCancel   = "trip.cancel"
+
+	msgAck            = "ack"
+	msgError          = "error"
+	pushOffer         = "offer"
+	pushTrip          = "trip"
+	pushDriverLoc     = "driver.location"
+	pushResync        = "resync"
+	codeUnavailable   = "unavailable"
+	codeRateLimited   = "rate_limited"
+	stateRequested    = "REQUESTED"
+	stateOffered      = "OFFERED"
+	stateAccepted     = "ACCEPTED"
+	stateArrived      = "ARRIVED"
+	stateInProgress   = "IN_PROGRESS"
+	stateCompleted    = "COMPLETED"
+	stateCancelled    = "CANCELLED"
+	stateNoDrivers    = "NO_DRIVERS"
+	contractTimestamp = "2006-01-02T15:04:05.000Z"
+)
+
+func terminal(state string) bool {
+	return state == stateCompleted || state == stateCancelled || state == stateNoDrivers
+}
+
+// inFrame is any server frame; only the fields of its type are set.
+type inFrame struct {
+	Type            string   `json:"type"`
+	Seq             int64    `json:"seq"`
+	ID              string   `json:"id"`
+	Code            string   `json:"code"`
+	Message         string   `json:"message"`
+	TripID          string   `json:"trip_id"`
+	OfferID         string   `json:"offer_id"`
+	State           string   `json:"state"`
+	DriverID        string   `json:"driver_id"`
+	Pickup          LatLng   `json:"pickup"`
+	Dropoff         LatLng   `json:"dropoff"`
+	PickupDistanceM float64  `json:"pickup_distance_m"`
+	ExpiresAt       string   `json:"expires_at"`
+	UpdatedAt       string   `json:"updated_at"`
+	At              string   `json:"at"`
+	Trip            *inFrame `json:"trip"`
+}
+
+// command is any client command but location.
+type command struct {
+	Type      string  `json:"type"`
+	ID        string  `json:"id,omitempty"`
+	Available *bool   `json:"available,omitempty"`
+	Pickup    *LatLng `json:"pickup,omitempty"`
+	Dropoff   *LatLng `json:"dropoff,omitempty"`
+	OfferID   string  `json:"offer_id,omitempty"`
+	TripID    string  `json:"trip_id,omitempty"`
+	Reason    string  `json:"reason,omitempty"`
+}
+
+// pending is a command sent with an id and not yet answered. It is resent
+// with the same id after a reconnect or an `unavailable` answer, as the
+// contract allows.
+type pending struct {
+	id    string
+	kind  string
+	trip  string
+	frame []byte
+	tries int
+}
+
+// behaviour is what a phone does; every method runs with phone.mu held.
+type behaviour interface {
+	// connected runs once the socket is up (first is false after a
+	// reconnect, when pending commands have already been resent).
+	connected(first bool, now time.Time)
+	// push handles one push (offer, trip, driver.location, resync).
+	push(f *inFrame, now time.Time)
+	// answered handles the final ack or error of a pending command.
+	answered(cmd pending, f *inFrame, now time.Time)
+	// stop ends the phone's timers; the socket closes after it.
+	stop()
+	// gaveUp is called when the phone could not (re)connect.
+	gaveUp(first bool)
+}
+
+// phone is one simulated app: a socket, resumed with after_seq when it
+// drops, and at most one goroutine (run, which reads the socket). Timers run
+// its other actions under mu.
+type phone struct {
+	r    *runner
+	role string
+	sub  string
+	b    behaviour
+
+	mu      sync.Mutex
+	c       *websocket.Conn
+	lastSeq int64
+	nextID  uint32
+	pend    []pending
+	done    bool // finished or stopping: no more reconnects
+}
+
+var errNotConnected = errors.New("not connected")
+
+// writeLocked writes one frame on the current socket.
+func (p *phone) writeLocked(b []byte) error {
+	if p.c == nil {
+		return errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(p.r.ctx, 5*time.Second)
+	defer cancel()
+	if err := p.c.Write(ctx, websocket.MessageText, b); err != nil {
+		p.r.m.clientFailure("write", err)
+		return err
+	}
+	return nil
+}
+
+// commandLocked sends a command with a fresh id and remembers it until it
+// is answered.
+func (p *phone) commandLocked(cmd command) {
+	p.nextID++
+	cmd.ID = "c" + strconv.FormatUint(uint64(p.nextID), 10)
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		panic(err) // our own struct
+	}
+	p.pend = append(p.pend, pending{id: cmd.ID, kind: cmd.Type, trip: cmd.TripID, frame: b})
+	p.r.m.commandSent(cmd.Type)
+	_ = p.writeLocked(b) // a lost write is resent after the reconnect
+}
+
+func (p *phone) takePending(id string) (pending, bool) {
+	for i, c := range p.pend {
+		if c.id == id {
+			p.pend = append(p.pend[:i], p.pend[i+1:]...)
+			return c, true
+		}
+	}
+	return pending{}, false
+}
+
+func (p *phone) findPending(id string) *pending {
+	for i := range p.pend {
+		if p.pend[i].id == id {
+			return &p.pend[i]
+		}
+	}
+	return nil
+}
+
+// run connects, reads until the socket drops, and reconnects with
+// after_seq until the phone is done.
+func (p *phone) run() {
+	defer p.r.forget(p)
+	first, failures := true, 0
+	for {
+		c, err := p.dial(!first)
+		if err != nil {
+			failures++
+			p.mu.Lock()
+			done := p.done
+			p.mu.Unlock()
+			if done || p.r.ctx.Err() != nil || failures >= 5 {
+				p.mu.Lock()
+				if !p.done {
+					p.done = true
+					p.b.gaveUp(first)
+				}
+				p.mu.Unlock()
+				return
+			}
+			sleepCtx(p.r.ctx, time.Duration(failures)*500*time.Millisecond)
+			continue
+		}
+		failures = 0
+		now := time.Now()
+		p.mu.Lock()
+		if p.done {
+			p.mu.Unlock()
+			c.CloseNow()
+			return
+		}
+		p.c = c
+		if !first {
+			p.r.m.reconnects.Add(1)
+			for _, cmd := range p.pend {
+				_ = p.writeLocked(cmd.frame)
+			}
+		}
+		p.b.connected(first, now)
+		p.mu.Unlock()
+		first = false
+
+		p.readLoop(c)
+
+		p.mu.Lock()
+		p.c = nil
+		done := p.done
+		p.mu.Unlock()
+		if done {
+			c.Close(websocket.StatusNormalClosure, "")
+			return
+		}
+		c.CloseNow()
+		if p.r.ctx.Err() != nil {
+			return
+		}
+		p.r.m.disconnects.Add(1)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// dial fetches a development token and opens the socket, resuming after the
+// last seq seen when this is a reconnect.
+func (p *phone) dial(resume bool) (*websocket.Conn, error) {
+	select {
+	case p.r.connSem <- struct{}{}:
+	case <-p.r.ctx.Done():
+		return nil, p.r.ctx.Err()
+	}
+	defer func() { <-p.r.connSem }()
+	ctx, cancel := context.WithTimeout(p.r.ctx, 15*time.Second)
+	defer cancel()
+	tok, err := p.r.token(ctx, p.role, p.sub)
+	if err != nil {
+		p.r.m.clientFailure("token", err)
+		return nil, err
+	}
+	u := p.r.wsURL
+	if resume {
+		p.mu.Lock()
+		u += "?after_seq=" + strconv.FormatInt(p.lastSeq, 10)
+		p.mu.Unlock()
+	}
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
+		HTTPClient:      p.r.wsClient,
+		HTTPHeader:      http.Header{"Authorization": {"Bearer " + tok}},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		p.r.m.clientFailure("dial", err)
+		return nil, err
+	}
+	c.SetReadLimit(64 << 10)
+	return c, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (p *phone) readLoop(c *websocket.Conn) {
+	for {
+		_, rd, err := c.Reader(p.r.ctx)
+		if err != nil {
+			return
+		}
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			bufPool.Put(buf)
+			return
+		}
+		var f inFrame
+		err = json.Unmarshal(buf.Bytes(), &f)
+		if err != nil {
+			p.r.m.clientFailure("decode", fmt.Errorf("%w: %.200q", err, buf.Bytes()))
+		}
+		bufPool.Put(buf)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		p.mu.Lock()
+		p.handleLocked(&f, now)
+		done := p.done
+		p.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+func (p *phone) handleLocked(f *inFrame, now time.Time) {
+	switch f.Type {
+	case msgAck, msgError:
+		var cmd *pending
+		if f.ID != "" {
+			cmd = p.findPending(f.ID)
+		}
+		if f.Type == msgError {
+			kind := "?"
+			switch {
+			case cmd != nil:
+				kind = cmd.kind
+			case f.ID == "" && p.role == "driver":
+				kind = msgLocation // the only frames sent without an id
+				p.r.m.pingErrors.Add(1)
+			}
+			p.r.m.serverError(kind, f.Code, f.Message)
+			if cmd != nil && (f.Code == codeUnavailable || f.Code == codeRateLimited) && cmd.tries < 5 {
+				cmd.tries++
+				p.retryLater(cmd.id, time.Duration(cmd.tries)*400*time.Millisecond)
+				return
+			}
+		}
+		if cmd == nil {
+			return
+		}
+		c, _ := p.takePending(f.ID)
+		p.b.answered(c, f, now)
+	case pushOffer, pushTrip, pushDriverLoc, pushResync:
+		if f.Seq > 0 {
+			if f.Seq <= p.lastSeq {
+				return // already seen (a replay overlapping what arrived live)
+			}
+			p.lastSeq = f.Seq
+		}
+		switch f.Type {
+		case pushTrip:
+			p.r.m.pushLatency(f.UpdatedAt, now)
+		case pushDriverLoc:
+			p.r.m.pushLatency(f.At, now)
+		}
+		p.b.push(f, now)
+	}
+}
+
+// retryLater resends a pending command with its id after d.
+func (p *phone) retryLater(id string, d time.Duration) {
+	time.AfterFunc(d, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.done {
+			return
+		}
+		if cmd := p.findPending(id); cmd != nil {
+			_ = p.writeLocked(cmd.frame)
+		}
+	})
+}
+
+// shutdown ends the phone from outside (the run is over): its behaviour
+// stops, then the socket closes normally.
+func (p *phone) shutdown() {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return
+	}
+	p.done = true
+	p.b.stop()
+	c := p.c
+	p.mu.Unlock()
+	if c != nil {
+		c.Close(websocket.StatusNormalClosure, "load test over")
+	}
+}
+
+// appendLocation encodes a location frame without reflection: it is the
+// frame sent most often.
+func appendLocation(b []byte, pos LatLng, heading, speed float64, at time.Time) []byte {
+	b = append(b, `{"type":"location","lat":`...)
+	b = strconv.AppendFloat(b, pos.Lat, 'f', 7, 64)
+	b = append(b, `,"lng":`...)
+	b = strconv.AppendFloat(b, pos.Lng, 'f', 7, 64)
+	if heading = math.Round(heading*10) / 10; heading >= 360 || heading < 0 {
+		heading = 0
+	}
+	b = append(b, `,"heading":`...)
+	b = strconv.AppendFloat(b, heading, 'f', 1, 64)
+	b = append(b, `,"speed_mps":`...)
+	b = strconv.AppendFloat(b, speed, 'f', 1, 64)
+	b = append(b, `,"at":"`...)
+	b = at.UTC().AppendFormat(b, contractTimestamp)
+	return append(b, `"}`...)
+}
+
+func parseTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}

@@ -1,0 +1,171 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// rider is one ride request: a rider's phone that connects, asks for a ride,
+// watches the trip until it ends (cancelling it on the way if it was
+// going to), and hangs up.
+type rider struct {
+	phone
+	rng      *rand.Rand
+	pickup   LatLng
+	dropoff  LatLng
+	cancelIn time.Duration // 0: never cancels
+
+	sentAt  time.Time
+	tripID  string
+	state   string
+	offered bool
+	matched bool
+	ended   bool
+	actT    *time.Timer
+}
+
+func newRider(r *runner, i int) *rider {
+	rd := &rider{rng: rand.New(rand.NewPCG(r.cfg.Seed, streamRider+uint64(i)))}
+	rd.phone = phone{r: r, role: "rider", sub: r.cfg.IDPrefix + "-r" + itoa(i), b: rd}
+	c := r.city
+	// Half the demand is downtown, half anywhere; rides go anywhere at
+	// least a fifth of the city away.
+	var from int32
+	if rd.rng.IntN(2) == 0 {
+		from = c.CentralNode(rd.rng)
+	} else {
+		from = c.RandomNode(rd.rng)
+	}
+	to := c.RandomNode(rd.rng)
+	for range 20 {
+		if c.ManhattanM(from, to) >= c.SideM()/5 {
+			break
+		}
+		to = c.RandomNode(rd.rng)
+	}
+	rd.pickup, rd.dropoff = c.LatLngOf(c.XYOf(from)), c.LatLngOf(c.XYOf(to))
+	if rd.rng.Float64() < r.cfg.CancelProb {
+		rd.cancelIn = time.Duration((0.05 + 0.95*rd.rng.Float64()) * float64(r.cfg.CancelWithin))
+	}
+	return rd
+}
+
+func (rd *rider) connected(first bool, now time.Time) {
+	if !first {
+		return // a pending request was resent with its id
+	}
+	pu, do := rd.pickup, rd.dropoff
+	rd.sentAt = now
+	rd.commandLocked(command{Type: msgRideRequest, Pickup: &pu, Dropoff: &do})
+	if rd.cancelIn > 0 {
+		rd.actT = time.AfterFunc(rd.cancelIn, rd.maybeCancel)
+	}
+}
+
+// maybeCancel cancels the trip if it has not started; a trip the rider has
+// not heard of yet is tried again shortly.
+func (rd *rider) maybeCancel() {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.done || rd.ended {
+		return
+	}
+	switch rd.state {
+	case "":
+		rd.actT = time.AfterFunc(500*time.Millisecond, rd.maybeCancel)
+	case stateRequested, stateOffered, stateAccepted, stateArrived:
+		rd.r.m.cancelsSent.Add(1)
+		rd.commandLocked(command{Type: msgTripCancel, TripID: rd.tripID, Reason: "changed my mind"})
+	}
+}
+
+func (rd *rider) learnTrip(id string) {
+	if rd.tripID == "" && id != "" {
+		rd.tripID = id
+		rd.r.m.requestsAcked.Add(1)
+	}
+}
+
+func (rd *rider) answered(cmd pending, f *inFrame, now time.Time) {
+	if cmd.kind != msgRideRequest {
+		return // a cancel's answer: the trip push tells what happened
+	}
+	if f.Type == msgAck {
+		rd.learnTrip(f.TripID)
+		return
+	}
+	if rd.tripID == "" {
+		rd.r.m.requestsFailed.Add(1)
+		rd.finish()
+	}
+}
+
+func (rd *rider) push(f *inFrame, now time.Time) {
+	switch f.Type {
+	case pushTrip:
+		rd.tripChanged(f, now)
+	case pushResync:
+		if f.Trip == nil {
+			// The trip ended while we were away and the gap is gone: we
+			// cannot tell how.
+			rd.r.m.unfinished.Add(1)
+			rd.ended = true
+			rd.finish()
+			return
+		}
+		rd.tripChanged(f.Trip, now)
+	}
+}
+
+func (rd *rider) tripChanged(t *inFrame, now time.Time) {
+	rd.learnTrip(t.TripID)
+	if t.TripID != rd.tripID {
+		return
+	}
+	rd.state = t.State
+	switch t.State {
+	case stateOffered:
+		if !rd.offered {
+			rd.offered = true
+			rd.r.m.requestToOffer(now.Sub(rd.sentAt))
+		}
+	case stateAccepted, stateArrived, stateInProgress, stateCompleted:
+		if !rd.matched {
+			rd.matched = true
+			rd.r.m.requestToAccepted(now.Sub(rd.sentAt))
+		}
+	}
+	if terminal(t.State) {
+		rd.r.m.outcome(t.State)
+		rd.ended = true
+		rd.finish()
+	}
+}
+
+// finish ends the phone: run closes the socket once the frame is handled.
+func (rd *rider) finish() {
+	rd.done = true
+	if rd.actT != nil {
+		rd.actT.Stop()
+	}
+}
+
+func (rd *rider) stop() {
+	if rd.actT != nil {
+		rd.actT.Stop()
+	}
+	if rd.tripID != "" && !rd.ended {
+		rd.r.m.unfinished.Add(1)
+	} else if rd.tripID == "" && rd.sentAt != (time.Time{}) {
+		rd.r.m.requestsUnanswered.Add(1)
+	}
+}
+
+func (rd *rider) gaveUp(first bool) {
+	rd.stop()
+	if first {
+		rd.r.m.ridersFailed.Add(1)
+	} else {
+		rd.r.m.phonesLost.Add(1)
+	}
+}

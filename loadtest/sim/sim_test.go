@@ -1,0 +1,149 @@
+package sim_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/loadtest/sim"
+)
+
+// startPlatform runs every service in-process on an embedded broker and
+// Redis, with short offer timeout and search deadline, and returns its base
+// URL.
+func startPlatform(t *testing.T) string {
+	t.Helper()
+	cfg := platform.Config{Addr: "127.0.0.1:0", DevAuth: true, LogLevel: "warn", KafkaPartitions: 4,
+		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 5000}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *platform.Running, 1)
+	done := make(chan error, 1)
+	var logOut io.Writer = io.Discard
+	if os.Getenv("HEXRIDE_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() {
+		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, OnReady: func(r *platform.Running) { ready <- r }})
+	}()
+	var run *platform.Running
+	select {
+	case run = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("platform did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("platform did not start within 30s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("platform stopped with error: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("platform did not stop within 20s")
+		}
+	})
+	return "http://" + run.Addr
+}
+
+// TestRunAgainstPlatform runs a short simulation against the whole platform
+// and checks the ride bookkeeping from the report: rides complete, every
+// request ends in a terminal state once drained, and the only errors are the
+// races a busy city has (conflict: an offer or a step overtaken by a
+// cancellation or an expiry).
+func TestRunAgainstPlatform(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the platform for ~20s")
+	}
+	target := startPlatform(t)
+
+	cfg := sim.DefaultConfig()
+	cfg.Target = target
+	cfg.Drivers = 30
+	cfg.RequestsPerSec = 3
+	cfg.Duration = 8 * time.Second
+	cfg.RampUp = time.Second
+	cfg.Drain = 40 * time.Second
+	cfg.Seed = 7
+	cfg.AcceptProb = 0.85
+	cfg.CancelProb = 0.15
+	cfg.CancelWithin = 4 * time.Second
+	cfg.ThinkMin, cfg.ThinkMax = 100*time.Millisecond, 800*time.Millisecond
+	cfg.PingMin, cfg.PingMax = 500*time.Millisecond, time.Second
+	cfg.SizeKM = 2
+	cfg.Speedup = 30
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := sim.Run(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var table strings.Builder
+	_ = rep.WriteTable(&table)
+	t.Logf("report:\n%s", table.String())
+
+	q := rep.Requests
+	if rep.Drivers.Online != int64(cfg.Drivers) {
+		t.Errorf("%d of %d drivers online", rep.Drivers.Online, cfg.Drivers)
+	}
+	if q.Requests < 5 {
+		t.Errorf("only %d requests got a trip id (sent %d)", q.Requests, q.Sent)
+	}
+	if q.Completed == 0 {
+		t.Error("no ride completed")
+	}
+	if q.Failed != 0 || q.Unanswered != 0 || q.RidersFailed != 0 {
+		t.Errorf("requests failed %d, unanswered %d, riders that could not connect %d", q.Failed, q.Unanswered, q.RidersFailed)
+	}
+	if q.Unfinished != 0 {
+		t.Errorf("%d requests still active after the drain", q.Unfinished)
+	}
+	if got := q.Completed + q.Cancelled + q.NoDrivers; got != q.Requests {
+		t.Errorf("requests %d != completed %d + cancelled %d + no_drivers %d", q.Requests, q.Completed, q.Cancelled, q.NoDrivers)
+	}
+	if q.Sent != q.Requests {
+		t.Errorf("sent %d requests, %d got a trip id", q.Sent, q.Requests)
+	}
+	if q.Matched == 0 || rep.Latency.RequestToOffer.Count == 0 || rep.Latency.RequestToAccepted.Count != q.Matched {
+		t.Errorf("matched %d, request→offer count %d, request→accepted count %d",
+			q.Matched, rep.Latency.RequestToOffer.Count, rep.Latency.RequestToAccepted.Count)
+	}
+	if rep.Latency.Push.Count == 0 || rep.PickupDistanceM.Count == 0 {
+		t.Errorf("no push latency (%d) or pickup distance (%d) recorded", rep.Latency.Push.Count, rep.PickupDistanceM.Count)
+	}
+	if rep.Pings.Sent == 0 || rep.Pings.Accepted != rep.Pings.Sent {
+		t.Errorf("pings sent %d, accepted %d", rep.Pings.Sent, rep.Pings.Accepted)
+	}
+	for code, n := range rep.Errors {
+		if code != "conflict" {
+			t.Errorf("unexpected error %s ×%d (first: %s)", code, n, rep.FirstErrors[code])
+		}
+	}
+	if len(rep.ClientFailures) > 0 || rep.Drivers.Stuck > 0 {
+		t.Errorf("client failures %v, stuck drivers %d: %v", rep.ClientFailures, rep.Drivers.Stuck, rep.FirstErrors)
+	}
+	if rep.Connections.Disconnects != 0 {
+		t.Errorf("%d sockets dropped", rep.Connections.Disconnects)
+	}
+	if !strings.Contains(progress.String(), "drivers 30/30") {
+		t.Errorf("progress never showed every driver online: %q", tail(progress.String(), 300))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
