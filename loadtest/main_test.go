@@ -22,6 +22,7 @@ func TestTargetMustBeLoopback(t *testing.T) {
 		{"http://[::1]:9", exitError},
 	} {
 		t.Run(c.target, func(t *testing.T) {
+			t.Parallel()
 			var stdout, stderr strings.Builder
 			code := run(t.Context(), []string{"-target", c.target, "-duration", "1s", "-quiet"}, &stdout, &stderr)
 			if code != c.code {

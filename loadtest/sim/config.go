@@ -28,8 +28,9 @@ type Config struct {
 	// once it is over.
 	RampUp time.Duration
 	// Drain is how long, after the request window, riders get to reach a
-	// terminal state before the run stops (default 60s). Riders still
-	// active then are reported as unfinished.
+	// terminal state before the run stops (default 90s: at the default
+	// speedup the longest rides across the city take about a minute).
+	// Riders still active then are reported as unfinished.
 	Drain time.Duration
 	// MaxRequests caps the number of requests (0: no cap beyond the rate ×
 	// Duration).
@@ -88,7 +89,7 @@ func DefaultConfig() Config {
 		RequestsPerSec: 5,
 		Duration:       60 * time.Second,
 		RampUp:         5 * time.Second,
-		Drain:          60 * time.Second,
+		Drain:          90 * time.Second,
 		Seed:           1,
 		AcceptProb:     0.9,
 		CancelProb:     0.05,

@@ -31,6 +31,7 @@ type metrics struct {
 	errsByCmd     map[string]int64        // "command code" → count
 	client        map[string]int64        // client-side failure kind → count
 	first         map[string]string       // first message per error kind
+	unfinishedBy  map[string]int64        // trip state → rides still active at the end
 }
 
 const maxLatencyMicros = int64(time.Hour / time.Microsecond)
@@ -45,6 +46,7 @@ func newMetrics() *metrics {
 		errsByCmd:     map[string]int64{},
 		client:        map[string]int64{},
 		first:         map[string]string{},
+		unfinishedBy:  map[string]int64{},
 	}
 }
 
@@ -142,4 +144,16 @@ func (m *metrics) live() live {
 	}
 	m.mu.Unlock()
 	return l
+}
+
+// rideUnfinished counts a ride still active when the run stopped, by the
+// last state its rider saw.
+func (m *metrics) rideUnfinished(state string) {
+	m.unfinished.Add(1)
+	if state == "" {
+		state = "(unknown)"
+	}
+	m.mu.Lock()
+	m.unfinishedBy[state]++
+	m.mu.Unlock()
 }

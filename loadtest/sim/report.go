@@ -40,7 +40,10 @@ type Report struct {
 	// ClientFailures counts the simulator's own troubles by kind: token,
 	// dial, write, decode, stuck (a driver that got no push for a step).
 	ClientFailures map[string]int64 `json:"client_failures"`
-	Connections    ConnStats        `json:"connections"`
+	// UnfinishedByState counts the unfinished rides by the last trip state
+	// their rider saw.
+	UnfinishedByState map[string]int64 `json:"unfinished_by_state,omitempty"`
+	Connections       ConnStats        `json:"connections"`
 	// Process is the simulator's own footprint: the most phones open at
 	// once, and the peak goroutines and heap seen (sampled each second).
 	Process ProcessStats `json:"process"`
@@ -209,6 +212,9 @@ func (m *metrics) report(cfg Config, started time.Time, elapsed time.Duration) *
 	if len(m.first) > 0 {
 		r.FirstErrors = maps.Clone(m.first)
 	}
+	if len(m.unfinishedBy) > 0 {
+		r.UnfinishedByState = maps.Clone(m.unfinishedBy)
+	}
 	return r
 }
 
@@ -243,8 +249,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	q := r.Requests
 	fmt.Fprintf(tw, "requests\t%d (%d sent, %d failed, %d unanswered); matched %d = %.1f%%\n",
 		q.Requests, q.Sent, q.Failed, q.Unanswered, q.Matched, q.MatchRate*100)
-	fmt.Fprintf(tw, "outcomes\tcompleted %d, cancelled %d (%d cancels sent), no drivers %d, unfinished %d\n",
-		q.Completed, q.Cancelled, q.CancelsSent, q.NoDrivers, q.Unfinished)
+	unfinished := ""
+	if len(r.UnfinishedByState) > 0 {
+		unfinished = " (" + formatCounts(r.UnfinishedByState) + ")"
+	}
+	fmt.Fprintf(tw, "outcomes\tcompleted %d, cancelled %d (%d cancels sent), no drivers %d, unfinished %d%s\n",
+		q.Completed, q.Cancelled, q.CancelsSent, q.NoDrivers, q.Unfinished, unfinished)
 	o := r.Offers
 	fmt.Fprintf(tw, "offers\t%d received: %d accepted, %d declined, %d expired while thinking, %d while busy\n",
 		o.Received, o.Accepted, o.Declined, o.Late, o.Busy)

@@ -29,7 +29,10 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 	for _, s := range []string{stateCompleted, stateCompleted, stateCompleted, stateCancelled, stateNoDrivers} {
 		m.outcome(s)
 	}
-	m.unfinished.Add(5)
+	for range 4 {
+		m.rideUnfinished(stateInProgress)
+	}
+	m.rideUnfinished(stateAccepted)
 	m.matched.Store(8) // of the 10 requests (the latency loop above counted 1000)
 	m.serverError(msgOfferAccept, "conflict", "offer o-1 expired")
 	m.serverError(msgOfferAccept, "conflict", "offer o-2 expired")
@@ -107,6 +110,7 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 		{[]string{"requests", "requests"}, 10.0},
 		{[]string{"requests", "no_drivers"}, 1.0},
 		{[]string{"errors", "conflict"}, 2.0},
+		{[]string{"unfinished_by_state", "IN_PROGRESS"}, 4.0},
 		{[]string{"errors_by_command", "location rate_limited"}, 1.0},
 		{[]string{"config", "seed"}, 1.0},
 		{[]string{"elapsed_s"}, 10.0},
@@ -128,7 +132,7 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 	for _, want := range []string{
 		"request→offer (ms)         1000     500.2     900.1     990.2    1000.4",
 		"pings     500 sent (50.0/s), 480 accepted (48.0/s)",
-		"completed 3, cancelled 1 (0 cancels sent), no drivers 1, unfinished 5",
+		"completed 3, cancelled 1 (0 cancels sent), no drivers 1, unfinished 5 (ACCEPTED 1, IN_PROGRESS 4)",
 		"errors by code: conflict 2, rate_limited 1",
 		"requests  10 (12 sent, 2 failed, 0 unanswered); matched 8 = 80.0%",
 	} {

@@ -108,7 +108,7 @@ func (rd *rider) push(f *inFrame, now time.Time) {
 		if f.Trip == nil {
 			// The trip ended while we were away and the gap is gone: we
 			// cannot tell how.
-			rd.r.m.unfinished.Add(1)
+			rd.r.m.rideUnfinished("(ended unseen)")
 			rd.ended = true
 			rd.finish()
 			return
@@ -155,7 +155,7 @@ func (rd *rider) stop() {
 		rd.actT.Stop()
 	}
 	if rd.tripID != "" && !rd.ended {
-		rd.r.m.unfinished.Add(1)
+		rd.r.m.rideUnfinished(rd.state)
 	} else if rd.tripID == "" && rd.sentAt != (time.Time{}) {
 		rd.r.m.requestsUnanswered.Add(1)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -119,9 +120,11 @@ func newRunner(ctx context.Context, cfg Config, base *url.URL) *runner {
 		http: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 			Proxy: nil, DialContext: dialer.DialContext, MaxIdleConns: 64, MaxIdleConnsPerHost: 64,
 			IdleConnTimeout: 30 * time.Second}},
-		// Upgraded connections are never pooled: no idle pool, no proxy.
+		// Upgraded connections are never pooled: no idle pool, no proxy. The
+		// transport's buffers stay under the socket for its whole life, so
+		// they are kept small (frames are at most 4 KiB and rarely 1).
 		wsClient: &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: dialer.DialContext,
-			DisableKeepAlives: true}},
+			DisableKeepAlives: true, ReadBufferSize: 1024, WriteBufferSize: 1024}},
 		m:       newMetrics(),
 		ctx:     ctx,
 		connSem: make(chan struct{}, cfg.Connecting),
@@ -160,10 +163,19 @@ func (r *runner) token(ctx context.Context, role, sub string) (string, error) {
 func (r *runner) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := r.token(ctx, "viewer", r.cfg.IDPrefix+"-probe"); err != nil {
-		return fmt.Errorf("target %s does not hand out development tokens (is `go run ./cmd/hexride` running there, with HEXRIDE_DEV_AUTH on?): %w", r.cfg.Target, err)
+	retryUntil := time.Now().Add(2 * time.Second)
+	for {
+		_, err := r.token(ctx, "viewer", r.cfg.IDPrefix+"-probe")
+		if err == nil {
+			return nil
+		}
+		// A platform that is still starting refuses connections for a
+		// moment; anything else (or a refusal that lasts) is an answer.
+		var opErr *net.OpError
+		if !errors.As(err, &opErr) || time.Now().After(retryUntil) || !sleepCtx(ctx, 250*time.Millisecond) {
+			return fmt.Errorf("target %s does not hand out development tokens (is `go run ./cmd/hexride` running there, with HEXRIDE_DEV_AUTH on?): %w", r.cfg.Target, err)
+		}
 	}
-	return nil
 }
 
 // spawn starts a phone's goroutine unless the run is stopping.

@@ -19,7 +19,7 @@ import (
 func startPlatform(t *testing.T) string {
 	t.Helper()
 	cfg := platform.Config{Addr: "127.0.0.1:0", DevAuth: true, LogLevel: "warn", KafkaPartitions: 4,
-		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 5000}
+		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 500}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *platform.Running, 1)
 	done := make(chan error, 1)
@@ -59,12 +59,46 @@ func startPlatform(t *testing.T) string {
 // and checks the ride bookkeeping from the report: rides complete, every
 // request ends in a terminal state once drained, and the only errors are the
 // races a busy city has (conflict: an offer or a step overtaken by a
-// cancellation or an expiry).
+// cancellation or an expiry). The platform's short pickup radius, offer
+// timeout and search deadline, and drivers that decline often or think past
+// the timeout, make the run go through declines, expiries and NO_DRIVERS as
+// well as completed and cancelled rides.
 func TestRunAgainstPlatform(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the platform for ~20s")
+		t.Skip("runs the platform for ~25s")
 	}
 	target := startPlatform(t)
+	t.Run("bounded", func(t *testing.T) { testBounded(t, target) })
+	t.Run("endless demo city", func(t *testing.T) { testEndless(t, target) })
+}
+
+// testEndless: with Duration 0 the demo city runs until ctx ends, then
+// hangs up and returns its report without an error.
+func testEndless(t *testing.T, target string) {
+	cfg := sim.DemoCity(target)
+	cfg.Drivers = 5
+	cfg.RequestsPerSec = 1
+	cfg.RampUp = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	rep, err := sim.Run(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("took %s to stop after ctx ended", took)
+	}
+	if rep.Drivers.Online != 5 || rep.Pings.Sent == 0 || rep.Requests.Sent == 0 || rep.Interrupted {
+		t.Errorf("drivers online %d, pings %d, requests %d, interrupted %v", rep.Drivers.Online, rep.Pings.Sent,
+			rep.Requests.Sent, rep.Interrupted)
+	}
+	if len(rep.ClientFailures) > 0 {
+		t.Errorf("client failures %v: %v", rep.ClientFailures, rep.FirstErrors)
+	}
+}
+
+func testBounded(t *testing.T, target string) {
 
 	cfg := sim.DefaultConfig()
 	cfg.Target = target
@@ -74,10 +108,10 @@ func TestRunAgainstPlatform(t *testing.T) {
 	cfg.RampUp = time.Second
 	cfg.Drain = 40 * time.Second
 	cfg.Seed = 7
-	cfg.AcceptProb = 0.85
+	cfg.AcceptProb = 0.6
 	cfg.CancelProb = 0.15
 	cfg.CancelWithin = 4 * time.Second
-	cfg.ThinkMin, cfg.ThinkMax = 100*time.Millisecond, 800*time.Millisecond
+	cfg.ThinkMin, cfg.ThinkMax = 100*time.Millisecond, 2400*time.Millisecond
 	cfg.PingMin, cfg.PingMax = 500*time.Millisecond, time.Second
 	cfg.SizeKM = 2
 	cfg.Speedup = 30
