@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/loadtest/sim"
 )
 
 func main() {
@@ -33,7 +34,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "token" {
 		return platform.MintToken(args[1:], getenv, stdout, stderr)
 	}
-	return platform.Demo(ctx, args, getenv, stderr, platform.Options{OnListen: func(addr string) {
+	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DemoCity: func(ctx context.Context, addr string) error {
+		_, err := sim.Run(ctx, sim.DemoCity("http://"+addr), nil)
+		return err
+	}, OnListen: func(addr string) {
 		fmt.Fprintf(stdout, `
 hexride is running on http://%[1]s
   WebSocket:  ws://%[1]s/v1/ws?token=<token>   (protocol: asyncapi.yaml)

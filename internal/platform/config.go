@@ -27,6 +27,7 @@ type Config struct {
 	DevAuth         bool
 	LogLevel        string
 	ReplicaID       string
+	DemoCity        bool
 }
 
 // DevSecret signs tokens when development auth is on and no secret is set.
@@ -47,6 +48,7 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; required unless development auth is on")
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
+	s.Bool(&c.DemoCity, "demo-city", "HEXRIDE_DEMO_CITY", devAuth, "run a small simulated city of phones against this platform (hexride only)")
 	s.String(&c.ReplicaID, "replica-id", "HEXRIDE_REPLICA_ID", "", "stable name of this dispatcher replica; empty uses the host name")
 }
 

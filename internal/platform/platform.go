@@ -41,6 +41,9 @@ type Options struct {
 	Mount map[string]http.Handler
 	// OnReady is called with the running platform before Run blocks.
 	OnReady func(*Running)
+	// DemoCity, when the DemoCity setting is on, is run once listening and
+	// until ctx ends: simulated phones that make the platform move.
+	DemoCity func(ctx context.Context, addr string) error
 }
 
 // Running describes a started platform.
@@ -195,6 +198,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	}
 	if opt.OnReady != nil {
 		opt.OnReady(&Running{Addr: addr, Brokers: brokers, Redis: rdb, Tokens: tokens})
+	}
+	if cfg.DemoCity && opt.DemoCity != nil {
+		g.Go(func() error {
+			if err := opt.DemoCity(gctx, addr); err != nil && gctx.Err() == nil {
+				log.Warn("demo city stopped", "err", err)
+			}
+			return nil
+		})
 	}
 	return g.Wait()
 }
