@@ -64,9 +64,6 @@ func startPlatform(t *testing.T) string {
 // the timeout, make the run go through declines, expiries and NO_DRIVERS as
 // well as completed and cancelled rides.
 func TestRunAgainstPlatform(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the platform for ~25s")
-	}
 	target := startPlatform(t)
 	t.Run("bounded", func(t *testing.T) { testBounded(t, target) })
 	t.Run("endless demo city", func(t *testing.T) { testEndless(t, target) })
