@@ -1,16 +1,40 @@
-// Package geo owns the supply index: where available drivers are, by H3
-// cell, and the exact nearest-driver query the dispatcher runs on it. It is a
+// Package geo owns the supply index: where drivers are, by H3 cell, and the
+// exact "k nearest eligible drivers" query the dispatcher runs on it. It is a
 // plain data structure with no I/O and knows nothing of Kafka or trips.
 //
-// Resolution 8 (hexagons of about 0.74 km²; edge about 0.46 km) is the
-// default: a 2–5 km pickup search covers tens to a few hundred cells, and a
-// driver moving at city speed changes cell about once a minute, so most pings
-// update a position without touching the cell map.
+// # Resolution
+//
+// Resolution 8 (hexagons of about 0.74 km², edge about 0.46 km) is the
+// default. With 100,000 drivers over 30 × 30 km a cell holds about 80
+// drivers, so the nearest five are almost always settled by the origin cell
+// and its first ring (7 cells, a few hundred drivers scanned at a few
+// nanoseconds each), and a driver at city speed stays in one cell for about
+// a minute, so most pings never call into H3. Resolution 9 scans fewer
+// drivers but walks three times as many cells; resolution 7 the reverse.
+// The benchmarks in index_bench_test.go (BenchmarkNearestResolution)
+// measured 8 fastest at both 10,000 and 100,000 drivers; the figures are in
+// docs/matching.md.
+//
+// # Cost model
+//
+// The hot paths avoid the three costs that dominate a naive index:
+//   - H3 calls (cgo, 1–2 µs each): a driver's cell is only recomputed once
+//     it leaves the circle inscribed in its cell, and a query's origin cell is
+//     memoised per ~100 m square.
+//   - Trigonometry: ranking uses a local equirectangular distance (one
+//     multiply by cos(latitude) per query, not per driver), accurate to well
+//     under 0.1% at city scale; the same metric decides the search's stop, so
+//     the answer is exact in that metric.
+//   - Sorting: a bounded insertion keeps the best k; anything not better than
+//     the current k-th is rejected with one comparison.
+//
+// Drivers that may not be offered (unavailable, on a trip, holding an open
+// offer) are kept out of the cells altogether (SetEligible), so queries never
+// scan them.
 package geo
 
 import (
 	"math"
-	"sort"
 	"time"
 
 	"github.com/uber/h3-go/v4"
@@ -32,22 +56,53 @@ type Candidate struct {
 	Seen      time.Time
 }
 
-type driver struct {
-	pos  LatLng
-	cell h3.Cell
-	seen time.Time
+// record is one driver. home is the bucket of the cell its position is in;
+// it is a member of home's arrays (at pos) only while eligible.
+type record struct {
+	id       string
+	pos      LatLng
+	seen     int64 // unix nanoseconds
+	home     *bucket
+	at       int32
+	eligible bool
+}
+
+// bucket is one H3 cell. Member positions are kept in flat arrays so a scan
+// touches contiguous memory.
+type bucket struct {
+	cell   h3.Cell
+	center LatLng
+	// inM: every point this close to the centre is inside the cell.
+	// outM: every point of the cell is this close to the centre.
+	inM, outM float64
+
+	lat, lng []float64
+	seen     []int64
+	slot     []int32
+
+	// rings[r] are the cells at grid distance r, filled lazily; lowerM[r] is
+	// a lower bound on the distance from the centre to any point of any cell
+	// at grid distance r or more.
+	rings  [][]*bucket
+	lowerM []float64
 }
 
 // Index holds driver positions by cell. It is not safe for concurrent use:
 // the dispatcher owns one and serialises access, because every query is
-// followed by a decision that must see the same state.
+// followed by a decision (an offer) that must see the same state, so a
+// reader/writer lock inside the index would not remove the outer one.
 type Index struct {
 	res     int
-	drivers map[string]*driver
-	cells   map[h3.Cell]map[string]*driver
-	// minRingStepM is a lower bound on how much farther each further ring of
-	// cells is from the origin point, used to stop searching exactly.
-	minRingStepM float64
+	edgeM   float64
+	byID    map[string]int32
+	recs    []record
+	free    []int32
+	buckets map[h3.Cell]*bucket
+	// origins memoises query origin → nearby bucket per quantum (see
+	// originQuantum), so a query costs no H3 call after the first in its
+	// neighbourhood.
+	origins map[uint64]*bucket
+	count   int
 }
 
 // NewIndex returns an empty index at H3 resolution res (0 means the default).
@@ -55,141 +110,361 @@ func NewIndex(res int) *Index {
 	if res <= 0 || res > 15 {
 		res = DefaultResolution
 	}
-	// Centres of adjacent hexagons are sqrt(3)·edge apart; the smallest edge
-	// at a resolution is about 0.8 of the average (cells shrink away from
-	// the icosahedron's face centres), so ring k is at least 1.5·0.8·edge·k
-	// from the origin cell's centre.
-	edge := h3.HexagonEdgeLengthAvgM(res)
 	return &Index{
-		res:          res,
-		drivers:      make(map[string]*driver),
-		cells:        make(map[h3.Cell]map[string]*driver),
-		minRingStepM: 1.5 * 0.8 * edge,
+		res:     res,
+		edgeM:   h3.HexagonEdgeLengthAvgM(res),
+		byID:    make(map[string]int32),
+		buckets: make(map[h3.Cell]*bucket),
+		origins: make(map[uint64]*bucket),
 	}
 }
 
-// Len is the number of indexed drivers.
-func (ix *Index) Len() int { return len(ix.drivers) }
+// Resolution is the index's H3 resolution.
+func (ix *Index) Resolution() int { return ix.res }
 
-// Set inserts or moves a driver, recording when it was seen. The cell is only
-// recomputed when the driver may have left it.
+// Len is the number of indexed drivers, eligible or not.
+func (ix *Index) Len() int { return ix.count }
+
+// Set inserts or moves a driver, recording when it was seen. A new driver is
+// eligible. On the steady path (a known driver still inside its cell) it is
+// a map lookup and a few stores, with no allocation and no H3 call.
 func (ix *Index) Set(id string, p LatLng, seen time.Time) {
-	d, ok := ix.drivers[id]
+	s, ok := ix.byID[id]
 	if !ok {
-		d = &driver{}
-		ix.drivers[id] = d
+		s = ix.alloc(id)
 	}
-	if ok && d.pos == p {
-		d.seen = seen
+	r := &ix.recs[s]
+	r.pos, r.seen = p, seen.UnixNano()
+	if h := r.home; h != nil && planarM(p, h.center, cosLat(h.center.Lat)) < h.inM {
+		if r.eligible {
+			h.lat[r.at], h.lng[r.at], h.seen[r.at] = p.Lat, p.Lng, r.seen
+		}
 		return
 	}
-	cell := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), ix.res)
-	if ok && cell != d.cell {
-		ix.removeFromCell(id, d.cell)
+	nb := ix.bucketFor(h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), ix.res))
+	if r.eligible && r.home != nil {
+		ix.leave(s)
 	}
-	if !ok || cell != d.cell {
-		m := ix.cells[cell]
-		if m == nil {
-			m = make(map[string]*driver)
-			ix.cells[cell] = m
-		}
-		m[id] = d
+	r.home = nb
+	if r.eligible {
+		ix.join(s)
 	}
-	d.pos, d.cell, d.seen = p, cell, seen
+}
+
+// SetEligible says whether a driver may be returned by Nearest. Unknown ids
+// are ignored: a driver enters the index with its first position.
+func (ix *Index) SetEligible(id string, ok bool) {
+	s, found := ix.byID[id]
+	if !found {
+		return
+	}
+	r := &ix.recs[s]
+	if r.eligible == ok {
+		return
+	}
+	r.eligible = ok
+	if ok {
+		ix.join(s)
+	} else {
+		ix.leave(s)
+	}
 }
 
 // Remove drops a driver from the index; unknown ids are ignored.
 func (ix *Index) Remove(id string) {
-	d, ok := ix.drivers[id]
+	s, ok := ix.byID[id]
 	if !ok {
 		return
 	}
-	ix.removeFromCell(id, d.cell)
-	delete(ix.drivers, id)
-}
-
-func (ix *Index) removeFromCell(id string, c h3.Cell) {
-	if m := ix.cells[c]; m != nil {
-		delete(m, id)
-		if len(m) == 0 {
-			delete(ix.cells, c)
-		}
+	if ix.recs[s].eligible {
+		ix.leave(s)
 	}
+	ix.recs[s] = record{}
+	delete(ix.byID, id)
+	ix.free = append(ix.free, s)
+	ix.count--
 }
 
 // Position returns a driver's last position and when it was seen.
 func (ix *Index) Position(id string) (LatLng, time.Time, bool) {
-	d, ok := ix.drivers[id]
+	s, ok := ix.byID[id]
 	if !ok {
 		return LatLng{}, time.Time{}, false
 	}
-	return d.pos, d.seen, true
+	r := &ix.recs[s]
+	return r.pos, time.Unix(0, r.seen), true
 }
 
-// Nearest returns up to k drivers within radiusM of p, nearest first, among
-// those seen at or after freshSince and for which skip (if not nil) is false.
-// The answer is exact: rings are searched outwards until no unsearched cell
-// can hold a driver closer than the k-th found.
-func (ix *Index) Nearest(p LatLng, k int, radiusM float64, freshSince time.Time, skip func(id string) bool) []Candidate {
-	if k <= 0 || len(ix.drivers) == 0 {
-		return nil
+func (ix *Index) alloc(id string) int32 {
+	var s int32
+	if n := len(ix.free); n > 0 {
+		s, ix.free = ix.free[n-1], ix.free[:n-1]
+	} else {
+		s = int32(len(ix.recs))
+		ix.recs = append(ix.recs, record{})
 	}
-	origin := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), ix.res)
-	// The origin point can sit anywhere in its cell, so allow two cell radii
-	// of slack on top of the ring bound.
-	slack := 2 * ix.minRingStepM / 1.2 / 0.8
-	maxRing := int(math.Ceil((radiusM+slack)/ix.minRingStepM)) + 1
-	var found []Candidate
-	var rings [][]h3.Cell
-	for ring := 0; ring <= maxRing; ring++ {
-		if len(found) >= k {
-			lower := float64(ring)*ix.minRingStepM - slack
-			if lower > found[k-1].DistanceM {
-				break
+	ix.recs[s] = record{id: id, eligible: true}
+	ix.byID[id] = s
+	ix.count++
+	return s
+}
+
+// join appends the driver to its home bucket's arrays.
+func (ix *Index) join(s int32) {
+	r := &ix.recs[s]
+	b := r.home
+	if b == nil {
+		return
+	}
+	r.at = int32(len(b.slot))
+	b.lat = append(b.lat, r.pos.Lat)
+	b.lng = append(b.lng, r.pos.Lng)
+	b.seen = append(b.seen, r.seen)
+	b.slot = append(b.slot, s)
+}
+
+// leave swap-removes the driver from its home bucket's arrays.
+func (ix *Index) leave(s int32) {
+	r := &ix.recs[s]
+	b := r.home
+	if b == nil {
+		return
+	}
+	i, last := r.at, int32(len(b.slot)-1)
+	if i != last {
+		b.lat[i], b.lng[i], b.seen[i], b.slot[i] = b.lat[last], b.lng[last], b.seen[last], b.slot[last]
+		ix.recs[b.slot[i]].at = i
+	}
+	b.lat, b.lng, b.seen, b.slot = b.lat[:last], b.lng[:last], b.seen[:last], b.slot[:last]
+}
+
+// bucketFor returns the cell's bucket, creating it (and measuring the cell)
+// on first use. Buckets are kept when they empty: the city's cells are few
+// and their arrays are reused.
+func (ix *Index) bucketFor(c h3.Cell) *bucket {
+	if b := ix.buckets[c]; b != nil {
+		return b
+	}
+	ll := h3.CellToLatLng(c)
+	b := &bucket{cell: c, center: LatLng{ll.Lat, ll.Lng}}
+	cos := cosLat(b.center.Lat)
+	b.inM = math.Inf(1)
+	for _, v := range h3.CellToBoundary(c) {
+		d := planarM(b.center, LatLng{v.Lat, v.Lng}, cos)
+		b.outM = max(b.outM, d)
+		b.inM = min(b.inM, d)
+	}
+	// The inscribed circle of a hexagon is √3/2 of its vertex circle; keep
+	// a margin for the cell's slight irregularity and the flat metric.
+	b.inM *= math.Sqrt(3) / 2 * 0.97
+	b.outM = b.outM*1.01 + 1
+	ix.buckets[c] = b
+	return b
+}
+
+// ensureRings makes rings[0..r] available for b.
+func (ix *Index) ensureRings(b *bucket, r int) {
+	if r < len(b.rings) {
+		return
+	}
+	k := max(2, r, 2*len(b.rings))
+	disk := h3.GridDiskDistances(b.cell, k)
+	rings := make([][]*bucket, len(disk))
+	lower := make([]float64, len(disk))
+	cos := cosLat(b.center.Lat)
+	for i, ring := range disk {
+		rings[i] = make([]*bucket, len(ring))
+		lower[i] = math.Inf(1)
+		for j, c := range ring {
+			nb := ix.bucketFor(c)
+			rings[i][j] = nb
+			lower[i] = min(lower[i], planarM(b.center, nb.center, cos)-nb.outM)
+		}
+	}
+	// Cells farther out on the grid are farther away: make the bound hold
+	// for "ring r or beyond" by taking the minimum over the rings known.
+	for i := len(lower) - 2; i >= 0; i-- {
+		lower[i] = min(lower[i], lower[i+1])
+	}
+	b.rings, b.lowerM = rings, lower
+}
+
+// originQuantum is the memo grid for query origins, in cells per degree
+// (about 110 m north–south).
+const originQuantum = 1024
+
+// origin returns a bucket whose centre is near p: the memoised bucket for
+// p's quantum, or its neighbour whose centre is closest to p.
+func (ix *Index) origin(p LatLng) *bucket {
+	key := uint64(uint32(int32(math.Floor(p.Lat*originQuantum))))<<32 | uint64(uint32(int32(math.Floor(p.Lng*originQuantum))))
+	b := ix.origins[key]
+	if b == nil {
+		b = ix.bucketFor(h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), ix.res))
+		ix.origins[key] = b
+		return b
+	}
+	cos := cosLat(p.Lat)
+	if d := planarM(p, b.center, cos); d > b.inM {
+		ix.ensureRings(b, 1)
+		best := d
+		for _, nb := range b.rings[1] {
+			if dn := planarM(p, nb.center, cos); dn < best {
+				b, best = nb, dn
 			}
 		}
-		if float64(ring)*ix.minRingStepM-slack > radiusM {
+	}
+	return b
+}
+
+// Nearest returns up to k eligible drivers within radiusM of p, nearest
+// first, among those seen at or after freshSince and for which skip (if not
+// nil) is false. It allocates only the result; AppendNearest reuses one.
+func (ix *Index) Nearest(p LatLng, k int, radiusM float64, freshSince time.Time, skip func(id string) bool) []Candidate {
+	return ix.AppendNearest(nil, p, k, radiusM, freshSince, skip)
+}
+
+// AppendNearest is Nearest appending to dst[:0].
+//
+// The answer is exact: ring r of cells around the origin is searched only
+// while a point in ring r or beyond could be closer than the k-th driver
+// found so far (true distance, not ring number), and never beyond radiusM.
+// Ties are broken by id, so the answer does not depend on insertion order.
+func (ix *Index) AppendNearest(dst []Candidate, p LatLng, k int, radiusM float64, freshSince time.Time, skip func(id string) bool) []Candidate {
+	dst = dst[:0]
+	if k <= 0 || ix.count == 0 || radiusM <= 0 {
+		return dst
+	}
+	o := ix.origin(p)
+	cos := cosLat(p.Lat)
+	fromCentre := planarM(p, o.center, cos)
+	fresh := freshSince.UnixNano()
+	if freshSince.IsZero() {
+		fresh = math.MinInt64
+	}
+	// Work in scaled squared degrees: dy² + (dx·cos)² < limit.
+	kx := cos * cos
+	toDeg := 1 / metresPerDegree
+	limit := radiusM * toDeg
+	limit *= limit
+	var top topK
+	top.init(k, limit)
+	for r := 0; ; r++ {
+		ix.ensureRings(o, r)
+		if r >= len(o.rings) {
+			break // the whole disk was searched (only near a pentagon)
+		}
+		// The 0.999 and 1 m absorb the flat metric's error between the
+		// cell geometry (measured from the cell centre) and the query.
+		lb := (o.lowerM[r]-fromCentre)*0.999 - 1
+		if lb > 0 && lb*toDeg*lb*toDeg > top.worst {
 			break
 		}
-		if ring >= len(rings) {
-			// Grow the disk geometrically so each ring is computed about once.
-			rings = h3.GridDiskDistances(origin, min(maxRing, max(2, 2*ring)))
-		}
-		for _, c := range rings[ring] {
-			for id, d := range ix.cells[c] {
-				if d.seen.Before(freshSince) || (skip != nil && skip(id)) {
+		for _, b := range o.rings[r] {
+			if len(b.slot) == 0 {
+				continue
+			}
+			// Skip a whole cell that cannot hold anything better: with the
+			// origin cell scanned first, most of ring 1 is skipped here.
+			if r > 0 {
+				if dc := planarM(p, b.center, cos) - b.outM - 1; dc > 0 && dc*toDeg*dc*toDeg > top.worst {
 					continue
 				}
-				dist := DistanceM(p, d.pos)
-				if dist > radiusM {
+			}
+			lats, lngs, seens := b.lat, b.lng, b.seen
+			for i := range lats {
+				dy := lats[i] - p.Lat
+				dx := lngs[i] - p.Lng
+				d2 := dy*dy + dx*dx*kx
+				if d2 > top.worst || seens[i] < fresh {
 					continue
 				}
-				found = insertTopK(found, Candidate{ID: id, Pos: d.pos, DistanceM: dist, Seen: d.seen}, k)
+				// The id lives in another array (a likely cache miss), so it
+				// is read only when needed: for skip, or to break a tie.
+				s := b.slot[i]
+				if d2 == top.worst && !top.wantsTie(ix, s) {
+					continue
+				}
+				if skip != nil && skip(ix.recs[s].id) {
+					continue
+				}
+				top.add(ix, d2, s)
 			}
 		}
 	}
-	return found
+	for i := 0; i < top.n; i++ {
+		r := &ix.recs[top.slot[i]]
+		dst = append(dst, Candidate{ID: r.id, Pos: r.pos, DistanceM: math.Sqrt(top.d2[i]) * metresPerDegree,
+			Seen: time.Unix(0, r.seen)})
+	}
+	return dst
 }
 
-// insertTopK keeps found sorted by distance (then id, for determinism) and at
-// most k long.
-func insertTopK(found []Candidate, c Candidate, k int) []Candidate {
-	i := sort.Search(len(found), func(i int) bool {
-		f := found[i]
-		return f.DistanceM > c.DistanceM || (f.DistanceM == c.DistanceM && f.ID > c.ID)
-	})
-	if i >= k {
-		return found
+// maxK bounds k so the working set of a query lives on the stack.
+const maxK = 64
+
+// topK keeps the k smallest (distance, id) pairs in order.
+type topK struct {
+	k, n  int
+	worst float64 // a candidate must be at most this to enter
+	d2    [maxK]float64
+	slot  [maxK]int32
+}
+
+func (t *topK) init(k int, limit float64) {
+	t.k, t.worst = min(k, maxK), limit
+}
+
+// less orders (d2, slot) pairs by distance, then id, so that the answer does
+// not depend on the order drivers were inserted.
+func less(ix *Index, d2a float64, a int32, d2b float64, b int32) bool {
+	if d2a != d2b {
+		return d2a < d2b
 	}
-	if len(found) < k {
-		found = append(found, Candidate{})
+	return ix.recs[a].id < ix.recs[b].id
+}
+
+// wantsTie reports whether a candidate at exactly the worst distance should
+// enter: only when the set is not full, or it sorts before the worst by id.
+func (t *topK) wantsTie(ix *Index, s int32) bool {
+	return t.n < t.k || less(ix, t.worst, s, t.d2[t.n-1], t.slot[t.n-1])
+}
+
+func (t *topK) add(ix *Index, d2 float64, s int32) {
+	i := t.n
+	if i == t.k {
+		i-- // drop the current worst
+	} else {
+		t.n++
 	}
-	copy(found[i+1:], found[i:len(found)-1])
-	found[i] = c
-	return found
+	for i > 0 && less(ix, d2, s, t.d2[i-1], t.slot[i-1]) {
+		t.d2[i], t.slot[i] = t.d2[i-1], t.slot[i-1]
+		i--
+	}
+	t.d2[i], t.slot[i] = d2, s
+	if t.n == t.k {
+		t.worst = t.d2[t.n-1]
+	}
 }
 
 const earthRadiusM = 6371008.8
+
+// metresPerDegree is the length of a degree of latitude on the mean sphere.
+const metresPerDegree = earthRadiusM * math.Pi / 180
+
+func cosLat(lat float64) float64 { return math.Cos(lat * math.Pi / 180) }
+
+// planarM is the local equirectangular distance in metres, with longitude
+// scaled by cos (the cosine of a latitude near both points). Within a city
+// it differs from the great-circle distance by well under 0.1%.
+func planarM(a, b LatLng, cos float64) float64 {
+	dy := a.Lat - b.Lat
+	dx := (a.Lng - b.Lng) * cos
+	return math.Sqrt(dy*dy+dx*dx) * metresPerDegree
+}
+
+// PlanarDistanceM is the distance Nearest ranks by: local equirectangular
+// at a's latitude.
+func PlanarDistanceM(a, b LatLng) float64 { return planarM(a, b, cosLat(a.Lat)) }
 
 // DistanceM is the great-circle distance between a and b in metres.
 func DistanceM(a, b LatLng) float64 {

@@ -2,6 +2,7 @@ package geo
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -22,7 +23,7 @@ func bruteForce(pos map[string]LatLng, seen map[string]time.Time, p LatLng, k in
 		if seen[id].Before(fresh) || (skip != nil && skip(id)) {
 			continue
 		}
-		if d := DistanceM(p, q); d <= radius {
+		if d := PlanarDistanceM(p, q); d <= radius {
 			all = append(all, Candidate{ID: id, Pos: q, DistanceM: d, Seen: seen[id]})
 		}
 	}
@@ -129,5 +130,110 @@ func TestRadiusIsRespected(t *testing.T) {
 	}
 	if got := ix.Nearest(sf, 1, 6000, now.Add(-time.Second), nil); len(got) != 1 {
 		t.Fatalf("got %v, want the driver inside 6 km", ids(got))
+	}
+}
+
+func TestEligibilityChanges(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	fresh := now.Add(-15 * time.Second)
+	near := LatLng{sf.Lat + 0.001, sf.Lng}
+	far := LatLng{sf.Lat + 0.02, sf.Lng}
+	cases := []struct {
+		name string
+		do   func(ix *Index)
+		want []string
+	}{
+		{"both eligible", func(*Index) {}, []string{"near", "far"}},
+		{"ineligible is never returned", func(ix *Index) { ix.SetEligible("near", false) }, []string{"far"}},
+		{"eligible again", func(ix *Index) { ix.SetEligible("near", false); ix.SetEligible("near", true) }, []string{"near", "far"}},
+		{"moves while ineligible, returns at its new place", func(ix *Index) {
+			ix.SetEligible("near", false)
+			ix.Set("near", LatLng{sf.Lat + 0.03, sf.Lng}, now) // across several cells
+			ix.SetEligible("near", true)
+		}, []string{"far", "near"}},
+		{"ineligible then removed", func(ix *Index) { ix.SetEligible("far", false); ix.Remove("far") }, []string{"near"}},
+		{"repeated flags are idempotent", func(ix *Index) {
+			ix.SetEligible("far", false)
+			ix.SetEligible("far", false)
+			ix.SetEligible("near", true)
+		}, []string{"near"}},
+		{"unknown id is ignored", func(ix *Index) { ix.SetEligible("ghost", true) }, []string{"near", "far"}},
+		{"stale while eligible", func(ix *Index) { ix.Set("near", near, now.Add(-time.Minute)) }, []string{"far"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := NewIndex(0)
+			ix.Set("near", near, now)
+			ix.Set("far", far, now)
+			tc.do(ix)
+			got := ix.Nearest(sf, 5, 10000, fresh, nil)
+			var gotIDs []string
+			for _, c := range got {
+				gotIDs = append(gotIDs, c.ID)
+			}
+			if !slices.Equal(gotIDs, tc.want) {
+				t.Fatalf("got %v, want %v", ids(got), tc.want)
+			}
+		})
+	}
+}
+
+// TestChurnStaysExact moves, hides, shows and removes drivers at random for
+// many rounds, checking every answer against brute force, so the swap-remove
+// bookkeeping and the in-cell shortcut cannot drift.
+func TestChurnStaysExact(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(7, 7))
+	ix := NewIndex(0)
+	pos := map[string]LatLng{}
+	seen := map[string]time.Time{}
+	hidden := map[string]bool{}
+	for round := range 3000 {
+		id := fmt.Sprintf("d%d", r.IntN(400))
+		switch op := r.IntN(10); {
+		case op < 6: // move a little, sometimes far
+			p, ok := pos[id]
+			if !ok || op == 0 {
+				p = scatter(r, sf, 0.1)
+			} else {
+				p = scatter(r, p, 0.004)
+			}
+			at := now.Add(-time.Duration(r.IntN(30)) * time.Second)
+			ix.Set(id, p, at)
+			pos[id], seen[id] = p, at
+		case op < 8:
+			h := r.IntN(2) == 0
+			ix.SetEligible(id, !h)
+			if _, ok := pos[id]; ok {
+				hidden[id] = h
+			}
+		default:
+			ix.Remove(id)
+			delete(pos, id)
+			delete(seen, id)
+			delete(hidden, id)
+		}
+		if ix.Len() != len(pos) {
+			t.Fatalf("round %d: Len %d, want %d", round, ix.Len(), len(pos))
+		}
+		p := scatter(r, sf, 0.1)
+		fresh := now.Add(-20 * time.Second)
+		got := ix.Nearest(p, 5, 4000, fresh, nil)
+		want := bruteForce(pos, seen, p, 5, 4000, fresh, func(id string) bool { return hidden[id] })
+		if !slices.EqualFunc(got, want, func(a, b Candidate) bool { return a.ID == b.ID }) {
+			t.Fatalf("round %d at %v: got %v, want %v", round, p, ids(got), ids(want))
+		}
+	}
+}
+
+func TestPlanarDistanceIsCloseToGreatCircle(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for range 1000 {
+		a := scatter(r, sf, 0.3)
+		b := scatter(r, a, 0.1)
+		gc, pl := DistanceM(a, b), PlanarDistanceM(a, b)
+		if math.Abs(gc-pl) > 0.001*gc+0.01 {
+			t.Fatalf("%v→%v: great circle %.2f m, planar %.2f m", a, b, gc, pl)
+		}
 	}
 }
