@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,15 @@ type Config struct {
 	RetryEvery time.Duration
 	// Resolution is the H3 resolution of the supply index.
 	Resolution int
+	// Policy is how offers are chosen: PolicyGreedy (the default) offers
+	// each request its best candidate as soon as it arrives; PolicyBatch
+	// collects requests for BatchWindow and solves the assignment that
+	// minimises their total pickup time.
+	Policy string
+	// BatchWindow is how long the batch policy collects requests (2 s).
+	BatchWindow time.Duration
+	// ETA estimates pickup times; see eta.go.
+	ETA ETA
 	// ReplicaID names this dispatcher among its replicas. Each replica
 	// reads every driver event (its own consumer group, so it can match a
 	// trip to any driver) while trips are shared out by the common group.
@@ -61,7 +72,29 @@ func (c Config) withDefaults() Config {
 	if c.RetryEvery <= 0 {
 		c.RetryEvery = 200 * time.Millisecond
 	}
+	if c.Policy == "" {
+		c.Policy = PolicyGreedy
+	}
+	if c.BatchWindow <= 0 {
+		c.BatchWindow = 2 * time.Second
+	}
+	c.ETA = c.ETA.withDefaults()
 	return c
+}
+
+// Matching policies.
+const (
+	PolicyGreedy = "greedy"
+	PolicyBatch  = "batch"
+)
+
+// ValidatePolicy returns a clear error for an unknown policy name.
+func ValidatePolicy(name string) error {
+	switch name {
+	case PolicyGreedy, PolicyBatch:
+		return nil
+	}
+	return fmt.Errorf("unknown dispatch policy %q (want %q or %q)", name, PolicyGreedy, PolicyBatch)
 }
 
 // Publisher sends the dispatcher's decisions; it returns once they are durable.
@@ -82,9 +115,13 @@ var (
 )
 
 const (
-	// candidates is how many nearest drivers a decision considers, in case
-	// the nearest are reserved by another replica.
+	// candidates is how many nearest drivers a greedy decision considers, in
+	// case the nearest are reserved by another replica.
 	candidates = 5
+	// batchCandidates is how many nearest drivers each request brings to a
+	// batch: enough that two requests wanting the same driver can both be
+	// served well, few enough that the assignment stays small.
+	batchCandidates = 8
 	// reservationSlack keeps an offer's reservation a little past its expiry,
 	// until tripstate has applied the expiry.
 	reservationSlack = 5 * time.Second
@@ -114,12 +151,16 @@ type Dispatcher struct {
 	// replicas; set it before Run.
 	Reservations Reservations
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// index holds every driver's position; only drivers that are available,
+	// not busy and not holding an offer are eligible in it (see syncLocked).
 	index     *geo.Index
 	available map[string]bool
 	busy      map[string]string // driver → accepted trip
 	offered   map[string]string // driver → trip with an open offer
 	searches  map[string]*search
+	nextBatch time.Time
+	cands     []geo.Candidate // scratch for queries, under mu
 }
 
 // New builds a dispatcher. now may be nil (wall clock).
@@ -189,8 +230,12 @@ func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
 			return err
 		}
 		d.mu.Lock()
+		n := d.index.Len()
 		d.index.Set(p.DriverID, geo.LatLng{Lat: p.Lat, Lng: p.Lng}, e.OccurredAt)
-		indexedDrivers.Set(float64(d.index.Len()))
+		if d.index.Len() != n { // a new driver enters eligible; correct that
+			d.syncLocked(p.DriverID)
+			indexedDrivers.Set(float64(d.index.Len()))
+		}
 		d.mu.Unlock()
 	case ev.TypeDriverAvailability:
 		var a ev.DriverAvailability
@@ -203,6 +248,7 @@ func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
 		} else {
 			delete(d.available, a.DriverID)
 		}
+		d.syncLocked(a.DriverID)
 		d.mu.Unlock()
 	default:
 		return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
@@ -225,6 +271,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	d.mu.Lock()
 	if o := u.EndedOffer; o != nil && d.offered[o.DriverID] == t.TripID {
 		delete(d.offered, o.DriverID)
+		d.syncLocked(o.DriverID)
 	}
 	s := d.searches[t.TripID]
 	switch {
@@ -232,10 +279,12 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 		delete(d.searches, t.TripID)
 		if t.DriverID != "" && d.busy[t.DriverID] == t.TripID {
 			delete(d.busy, t.DriverID)
+			d.syncLocked(t.DriverID)
 		}
 	case t.DriverID != "": // ACCEPTED, ARRIVED, IN_PROGRESS
 		delete(d.searches, t.TripID)
 		d.busy[t.DriverID] = t.TripID
+		d.syncLocked(t.DriverID)
 	case t.State == ev.StateRequested || t.State == ev.StateOffered:
 		if s == nil {
 			s = &search{deadline: t.RequestedAt.Add(d.cfg.SearchDeadline)}
@@ -249,6 +298,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 			s.offer = t.Offer
 			if t.Offer != nil {
 				d.offered[t.Offer.DriverID] = t.TripID
+				d.syncLocked(t.Offer.DriverID)
 			}
 		} else if s.offer != nil && (u.EndedOffer == nil || u.EndedOffer.OfferID == s.offer.OfferID) {
 			s.offer, s.expireSent = nil, false
@@ -256,7 +306,9 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	}
 	var outs []ev.Outgoing
 	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil {
-		outs = d.decideLocked(ctx, t.TripID, s)
+		if outs = d.timersLocked(t.TripID, s); outs == nil && d.cfg.Policy == PolicyGreedy && !s.giveUpSent {
+			outs = d.offerGreedyLocked(ctx, t.TripID, s)
+		}
 	}
 	d.mu.Unlock()
 	if err := d.reserveFor(ctx, u); err != nil {
@@ -286,23 +338,53 @@ func (d *Dispatcher) reserveFor(ctx context.Context, u ev.TripUpdated) error {
 	return d.Reservations.Hold(ctx, t.DriverID, t.TripID)
 }
 
-// Tick expires overdue offers, gives up on searches past their deadline, and
-// retries waiting searches against the current supply.
+// Tick expires overdue offers, gives up on searches past their deadline,
+// and offers waiting searches the current supply: at once under the greedy
+// policy, at the end of each window under the batch policy. Searches are
+// visited oldest first, so the oldest request gets first pick.
 func (d *Dispatcher) Tick(ctx context.Context) error {
 	d.mu.Lock()
-	var outs []ev.Outgoing
+	now := d.now()
+	ids := make([]string, 0, len(d.searches))
 	for id, s := range d.searches {
-		if s.trip.State == "" {
+		if s.trip.State != "" {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := d.searches[a].trip.RequestedAt.Compare(d.searches[b].trip.RequestedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	var outs []ev.Outgoing
+	var waiting []string
+	for _, id := range ids {
+		s := d.searches[id]
+		if o := d.timersLocked(id, s); o != nil {
+			outs = append(outs, o...)
 			continue
 		}
-		outs = append(outs, d.decideLocked(ctx, id, s)...)
+		if s.offer != nil || s.giveUpSent || s.trip.State != ev.StateRequested {
+			continue
+		}
+		if d.cfg.Policy == PolicyGreedy {
+			outs = append(outs, d.offerGreedyLocked(ctx, id, s)...)
+		} else {
+			waiting = append(waiting, id)
+		}
+	}
+	if d.cfg.Policy == PolicyBatch && !now.Before(d.nextBatch) {
+		d.nextBatch = now.Add(d.cfg.BatchWindow)
+		outs = append(outs, d.offerBatchLocked(ctx, waiting)...)
 	}
 	d.mu.Unlock()
 	return d.publish(ctx, outs)
 }
 
-// decideLocked returns the next command for one search, if any. d.mu is held.
-func (d *Dispatcher) decideLocked(ctx context.Context, tripID string, s *search) []ev.Outgoing {
+// timersLocked returns the give-up or expiry command a search is due, if
+// any. d.mu is held.
+func (d *Dispatcher) timersLocked(tripID string, s *search) []ev.Outgoing {
 	now := d.now()
 	switch {
 	case !now.Before(s.deadline):
@@ -319,42 +401,128 @@ func (d *Dispatcher) decideLocked(ctx context.Context, tripID string, s *search)
 		s.expireSent = true
 		return d.command(ev.TypeDispatchExpire, "expire-"+s.offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: s.offer.OfferID})
 	}
-	tried := make(map[string]bool, len(s.trip.Offered))
-	for _, id := range s.trip.Offered {
-		tried[id] = true
+	return nil
+}
+
+// candidatesLocked returns up to k eligible drivers for a search, best
+// pickup ETA first, leaving out every driver already offered this trip.
+// The slice is reused by the next call.
+func (d *Dispatcher) candidatesLocked(s *search, k int) []geo.Candidate {
+	var skip func(string) bool
+	if len(s.trip.Offered) > 0 {
+		skip = func(id string) bool { return slices.Contains(s.trip.Offered, id) }
 	}
-	cands := d.index.Nearest(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, candidates, d.cfg.MaxPickupM,
-		now.Add(-d.cfg.StaleAfter), func(id string) bool {
-			_, busy := d.busy[id]
-			_, offered := d.offered[id]
-			return !d.available[id] || busy || offered || tried[id]
-		})
-	var c *geo.Candidate
-	for i := range cands {
-		if d.Reservations == nil {
-			c = &cands[i]
-			break
-		}
-		ok, err := d.Reservations.Reserve(ctx, cands[i].ID, tripID, d.cfg.OfferTimeout+reservationSlack)
+	// The ETA is a monotone function of distance (eta.go), so the nearest
+	// drivers are also the soonest.
+	d.cands = d.index.AppendNearest(d.cands, geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, k,
+		d.cfg.MaxPickupM, d.now().Add(-d.cfg.StaleAfter), skip)
+	return d.cands
+}
+
+// offerGreedyLocked offers the trip to its best candidate that can be
+// reserved. d.mu is held.
+func (d *Dispatcher) offerGreedyLocked(ctx context.Context, tripID string, s *search) []ev.Outgoing {
+	for _, c := range d.candidatesLocked(s, candidates) {
+		ok, err := d.reserve(ctx, c.ID, tripID)
 		if err != nil {
 			d.log.Warn("reserve driver", "err", err)
 			return nil // decided again on the next tick
 		}
 		if ok {
-			c = &cands[i]
-			break
+			return d.offerLocked(tripID, s, c)
 		}
 	}
-	if c == nil {
+	return nil
+}
+
+// offerBatchLocked assigns drivers to the waiting searches so that the total
+// pickup time is least (with as many matched as possible), then offers each
+// its driver. A search left without one waits for the next window. d.mu is
+// held.
+func (d *Dispatcher) offerBatchLocked(ctx context.Context, waiting []string) []ev.Outgoing {
+	if len(waiting) == 0 {
 		return nil
 	}
+	col := map[string]int{}
+	var drivers []geo.Candidate
+	type pair struct {
+		col int
+		eta float64
+	}
+	rows := make([][]pair, len(waiting))
+	for i, id := range waiting {
+		for _, c := range d.candidatesLocked(d.searches[id], batchCandidates) {
+			j, ok := col[c.ID]
+			if !ok {
+				j = len(drivers)
+				col[c.ID] = j
+				drivers = append(drivers, c)
+			}
+			rows[i] = append(rows[i], pair{j, d.cfg.ETA.Pickup(c.DistanceM).Seconds()})
+		}
+	}
+	if len(drivers) == 0 {
+		return nil
+	}
+	const infeasible = 1e12
+	cost := make([][]float64, len(waiting))
+	for i, ps := range rows {
+		cost[i] = make([]float64, len(drivers))
+		for j := range cost[i] {
+			cost[i][j] = infeasible
+		}
+		for _, p := range ps {
+			cost[i][p.col] = p.eta
+		}
+	}
+	var outs []ev.Outgoing
+	for i, j := range assign(cost, infeasible) {
+		if j < 0 {
+			continue
+		}
+		tripID, c := waiting[i], drivers[j]
+		// Each row's distance to its driver is its own, not the driver's
+		// distance to whichever request brought it into the batch.
+		s := d.searches[tripID]
+		c.DistanceM = geo.PlanarDistanceM(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, c.Pos)
+		ok, err := d.reserve(ctx, c.ID, tripID)
+		if err != nil {
+			d.log.Warn("reserve driver", "err", err)
+			continue
+		}
+		if ok {
+			outs = append(outs, d.offerLocked(tripID, s, c)...)
+		}
+	}
+	return outs
+}
+
+func (d *Dispatcher) reserve(ctx context.Context, driverID, tripID string) (bool, error) {
+	if d.Reservations == nil {
+		return true, nil
+	}
+	return d.Reservations.Reserve(ctx, driverID, tripID, d.cfg.OfferTimeout+reservationSlack)
+}
+
+// offerLocked records and returns the offer of a trip to a driver.
+func (d *Dispatcher) offerLocked(tripID string, s *search, c geo.Candidate) []ev.Outgoing {
+	now := d.now()
 	offer := &ev.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
 		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
 	s.offer, s.expireSent = offer, false
 	d.offered[c.ID] = tripID
+	d.syncLocked(c.ID)
 	offersTotal.Inc()
 	return d.command(ev.TypeDispatchOffer, "offer-"+offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: offer.OfferID,
 		DriverID: c.ID, PickupDistanceM: c.DistanceM, ExpiresAt: offer.ExpiresAt})
+}
+
+// syncLocked makes the driver eligible in the index exactly when it may be
+// offered a ride: available, not on a trip, not holding an offer.
+func (d *Dispatcher) syncLocked(id string) {
+	_, busy := d.busy[id]
+	_, offered := d.offered[id]
+	d.index.SetEligible(id, d.available[id] && !busy && !offered)
 }
 
 func (d *Dispatcher) command(typ, id string, cmd ev.TripCommand) []ev.Outgoing {
@@ -391,6 +559,7 @@ func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
 			if s.offer != nil && s.offer.OfferID == cmd.OfferID {
 				s.offer = nil
 				delete(d.offered, cmd.DriverID)
+				d.syncLocked(cmd.DriverID)
 			}
 			if d.Reservations != nil {
 				if rerr := d.Reservations.Release(context.WithoutCancel(ctx), cmd.DriverID, cmd.TripID); rerr != nil {

@@ -264,3 +264,65 @@ func TestDriverReservedByAnotherReplicaIsSkipped(t *testing.T) {
 		t.Fatalf("driver still reserved after the trip ended: %v", res.m)
 	}
 }
+
+// TestPoliciesOnAConflict is the case batching exists for: two requests in
+// one window, and the driver nearest to the first is the only one near the
+// second. Greedy serves the first request best and the second badly; batch
+// minimises the total.
+func TestPoliciesOnAConflict(t *testing.T) {
+	const lat, lng = 37.7749, -122.4194
+	east := func(m float64) float64 { return lng + m/(111195*0.7907) } // cos(37.77°)
+	cases := []struct {
+		policy string
+		want   map[string]string // trip → driver
+	}{
+		{PolicyGreedy, map[string]string{"A": "d1", "B": "d2"}},
+		{PolicyBatch, map[string]string{"A": "d2", "B": "d1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.policy, func(t *testing.T) {
+			clk := &clock{now: t0}
+			pub := &capture{}
+			d := New(Config{Policy: tc.policy}, pub, nil, clk.Now)
+			f := &fixture{t: t, d: d, pub: pub, clk: clk}
+			f.driver("d1", lat, east(250), true)  // 250 m from A, 250 m from B
+			f.driver("d2", lat, east(-300), true) // 300 m from A, 800 m from B
+			f.must(d.Tick(context.Background()))  // opens the first window, with nothing waiting
+			for _, id := range []string{"A", "B"} {
+				tr := requested(id)
+				if id == "B" {
+					tr.Pickup.Lng = east(500)
+				}
+				f.trip(tr, nil)
+			}
+			if tc.policy == PolicyBatch {
+				if got := pub.take(t); len(got) != 0 {
+					t.Fatalf("batch offered before its window closed: %+v", got)
+				}
+				clk.now = clk.now.Add(2 * time.Second)
+				f.must(d.Tick(context.Background()))
+			}
+			got := map[string]string{}
+			for _, c := range pub.take(t) {
+				if c.Role != ev.TypeDispatchOffer {
+					t.Fatalf("unexpected %s", c.Role)
+				}
+				got[c.TripID] = c.DriverID
+			}
+			if len(got) != 2 || got["A"] != tc.want["A"] || got["B"] != tc.want["B"] {
+				t.Fatalf("offers %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicyNamesAreValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{{"greedy", true}, {"batch", true}, {"", false}, {"Greedy", false}, {"hungarian", false}} {
+		if err := ValidatePolicy(tc.name); (err == nil) != tc.ok {
+			t.Errorf("ValidatePolicy(%q) = %v", tc.name, err)
+		}
+	}
+}

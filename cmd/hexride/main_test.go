@@ -163,10 +163,20 @@ func TestTokenCommandMintsAVerifiableToken(t *testing.T) {
 }
 
 func TestBadSettingIsAClearError(t *testing.T) {
-	err := run(context.Background(), nil, func(k string) string {
-		return map[string]string{"HEXRIDE_OFFER_TIMEOUT": "soon"}[k]
-	}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "HEXRIDE_OFFER_TIMEOUT") {
-		t.Fatalf("got %v, want an error naming HEXRIDE_OFFER_TIMEOUT", err)
+	cases := []struct{ env, value string }{
+		{"HEXRIDE_OFFER_TIMEOUT", "soon"},
+		{"HEXRIDE_DISPATCH_POLICY", "hungarian"},
+		{"HEXRIDE_BATCH_WINDOW", "1m"}, // longer than the offer timeout
+		{"HEXRIDE_BATCH_WINDOW", "often"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			err := run(context.Background(), nil, func(k string) string {
+				return map[string]string{tc.env: tc.value}[k]
+			}, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.env) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.env)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/internal/conf"
 )
 
@@ -23,6 +24,8 @@ type Config struct {
 	SearchDeadline  time.Duration
 	StaleAfter      time.Duration
 	MaxPickupM      int
+	DispatchPolicy  string
+	BatchWindow     time.Duration
 	JWTSecret       string
 	DevAuth         bool
 	LogLevel        string
@@ -45,6 +48,8 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.Duration(&c.SearchDeadline, "search-deadline", "HEXRIDE_SEARCH_DEADLINE", 60*time.Second, "how long a request searches before NO_DRIVERS")
 	s.Duration(&c.StaleAfter, "driver-stale-after", "HEXRIDE_DRIVER_STALE_AFTER", 15*time.Second, "a driver not heard from for this long is never offered")
 	s.Int(&c.MaxPickupM, "max-pickup-m", "HEXRIDE_MAX_PICKUP_M", 5000, "farthest a driver may be from the pickup, in metres")
+	s.String(&c.DispatchPolicy, "dispatch-policy", "HEXRIDE_DISPATCH_POLICY", "greedy", "greedy (offer each request at once) or batch (assign a window of requests at least total pickup time)")
+	s.Duration(&c.BatchWindow, "batch-window", "HEXRIDE_BATCH_WINDOW", 2*time.Second, "how long the batch policy collects requests")
 	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; required unless development auth is on")
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -68,8 +73,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_DRIVER_STALE_AFTER=%s: want at least 1s", c.StaleAfter)
 	case c.MaxPickupM < 100 || c.MaxPickupM > 100_000:
 		return fmt.Errorf("HEXRIDE_MAX_PICKUP_M=%d: want 100 to 100000", c.MaxPickupM)
+	case c.BatchWindow < 100*time.Millisecond || c.BatchWindow > c.OfferTimeout:
+		return fmt.Errorf("HEXRIDE_BATCH_WINDOW=%s: want 100ms to the offer timeout (%s)", c.BatchWindow, c.OfferTimeout)
 	case c.JWTSecret == "" && !c.DevAuth:
 		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")
+	}
+	if err := dispatch.ValidatePolicy(c.DispatchPolicy); err != nil {
+		return fmt.Errorf("HEXRIDE_DISPATCH_POLICY: %w", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

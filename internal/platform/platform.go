@@ -169,7 +169,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 			replica, _ = os.Hostname()
 		}
 		d := dispatch.New(dispatch.Config{OfferTimeout: cfg.OfferTimeout, SearchDeadline: cfg.SearchDeadline,
-			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM), ReplicaID: replica}, producer, log.With("service", Dispatcher), nil)
+			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM), ReplicaID: replica,
+			Policy: cfg.DispatchPolicy, BatchWindow: cfg.BatchWindow}, producer, log.With("service", Dispatcher), nil)
 		d.Reservations = dispatch.RedisReservations{RDB: rdb}
 		g.Go(func() error { return d.Run(gctx, brokers, producer) })
 	}
