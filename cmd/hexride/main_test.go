@@ -163,15 +163,18 @@ func TestTokenCommandMintsAVerifiableToken(t *testing.T) {
 }
 
 func TestBadSettingIsAClearError(t *testing.T) {
-	cases := []struct{ env, value string }{
-		{"HEXRIDE_OFFER_TIMEOUT", "soon"},
-		{"HEXRIDE_DISPATCH_POLICY", "hungarian"},
-		{"HEXRIDE_BATCH_WINDOW", "1m"}, // longer than the offer timeout
-		{"HEXRIDE_BATCH_WINDOW", "often"},
+	cases := []struct{ env, value, policy string }{
+		{"HEXRIDE_OFFER_TIMEOUT", "soon", ""},
+		{"HEXRIDE_DISPATCH_POLICY", "hungarian", ""},
+		{"HEXRIDE_BATCH_WINDOW", "1m", "batch"}, // longer than the offer timeout
+		{"HEXRIDE_BATCH_WINDOW", "often", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			err := run(context.Background(), nil, func(k string) string {
+				if k == "HEXRIDE_DISPATCH_POLICY" && tc.policy != "" {
+					return tc.policy
+				}
 				return map[string]string{tc.env: tc.value}[k]
 			}, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.env) {

@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_DRIVER_STALE_AFTER=%s: want at least 1s", c.StaleAfter)
 	case c.MaxPickupM < 100 || c.MaxPickupM > 100_000:
 		return fmt.Errorf("HEXRIDE_MAX_PICKUP_M=%d: want 100 to 100000", c.MaxPickupM)
-	case c.BatchWindow < 100*time.Millisecond || c.BatchWindow > c.OfferTimeout:
+	case c.DispatchPolicy == dispatch.PolicyBatch && (c.BatchWindow < 100*time.Millisecond || c.BatchWindow > c.OfferTimeout):
 		return fmt.Errorf("HEXRIDE_BATCH_WINDOW=%s: want 100ms to the offer timeout (%s)", c.BatchWindow, c.OfferTimeout)
 	case c.JWTSecret == "" && !c.DevAuth:
 		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")

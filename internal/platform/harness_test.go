@@ -30,7 +30,8 @@ type env struct {
 
 func testConfig() Config {
 	return Config{Addr: "127.0.0.1:0", KafkaPartitions: 4, OfferTimeout: 10 * time.Second, SearchDeadline: 60 * time.Second,
-		StaleAfter: 15 * time.Second, MaxPickupM: 5000, DevAuth: true, LogLevel: "info"}
+		StaleAfter: 15 * time.Second, MaxPickupM: 5000, DevAuth: true, LogLevel: "info",
+		DispatchPolicy: "greedy", BatchWindow: 2 * time.Second}
 }
 
 func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env {

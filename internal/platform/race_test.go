@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
 )
 
@@ -24,8 +25,18 @@ return out
 `)
 
 func TestRaceManyRidersFewDriversTwoReplicasEach(t *testing.T) {
+	// Both matching policies must keep the same invariants under the same
+	// races: one open offer per driver, no offer to a driver on a trip, no
+	// driver offered the same trip twice, every request terminal.
+	for _, policy := range []string{dispatch.PolicyGreedy, dispatch.PolicyBatch} {
+		t.Run(policy, func(t *testing.T) { raceManyRiders(t, policy) })
+	}
+}
+
+func raceManyRiders(t *testing.T, policy string) {
 	mutate := func(c *Config) {
 		c.OfferTimeout, c.SearchDeadline, c.ReplicaID = time.Second, 12*time.Second, "a"
+		c.DispatchPolicy, c.BatchWindow = policy, 300*time.Millisecond
 	}
 	a := startPlatform(t, mutate, Gateway, Dispatcher, Tripstate)
 	cfgB := a.cfg
