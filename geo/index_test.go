@@ -237,3 +237,26 @@ func TestPlanarDistanceIsCloseToGreatCircle(t *testing.T) {
 		}
 	}
 }
+
+// TestSteadyUpdatesDoNotAllocate pins the promise of the package comment:
+// a ping from a known driver that stays in its cell, and toggling its
+// eligibility, allocate nothing.
+func TestSteadyUpdatesDoNotAllocate(t *testing.T) {
+	now := time.Now()
+	ix := NewIndex(0)
+	for i := range 1000 {
+		ix.Set(fmt.Sprintf("d%d", i), scatter(rand.New(rand.NewPCG(uint64(i), 1)), sf, 0.1), now)
+	}
+	id, p := "d7", sf
+	ix.Set(id, p, now)
+	step := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		step++
+		q := LatLng{p.Lat + float64(step%10)*1e-5, p.Lng} // within ~100 m of the centre point
+		ix.Set(id, q, now)
+		ix.SetEligible(id, step%2 == 0)
+	})
+	if allocs != 0 {
+		t.Fatalf("steady update allocates %.1f times per call", allocs)
+	}
+}
