@@ -106,14 +106,15 @@ func DefaultConfig() Config {
 	}
 }
 
-// DemoCity is a gentle endless city for the one-command demo: a few dozen
-// drivers cruising at nearly real speed and a ride request every few
-// seconds, until ctx ends. target is the platform's base URL.
+// DemoCity is a gentle endless city for the one-command demo: a few hundred
+// drivers cruising at a few times real speed and a ride request every 1.7 s
+// on average, so the live map is busy from the first second, until ctx ends.
+// target is the platform's base URL.
 func DemoCity(target string) Config {
 	c := DefaultConfig()
 	c.Target = target
-	c.Drivers = 40
-	c.RequestsPerSec = 0.2
+	c.Drivers = 300
+	c.RequestsPerSec = 0.6
 	c.Duration = 0
 	c.RampUp = 5 * time.Second
 	c.Speedup = 3
