@@ -78,8 +78,11 @@ func (c *Config) Validate() error {
 	case c.JWTSecret == "" && !c.DevAuth:
 		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")
 	}
-	if err := dispatch.ValidatePolicy(c.DispatchPolicy); err != nil {
-		return fmt.Errorf("HEXRIDE_DISPATCH_POLICY: %w", err)
+	// Empty means the dispatcher's default (greedy), for configs built in code.
+	if c.DispatchPolicy != "" {
+		if err := dispatch.ValidatePolicy(c.DispatchPolicy); err != nil {
+			return fmt.Errorf("HEXRIDE_DISPATCH_POLICY: %w", err)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
