@@ -1,0 +1,240 @@
+package livemap
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/sync/errgroup"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+var (
+	viewersGauge = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "hexride_map_viewers", Help: "Viewers watching the live map on this gateway.",
+	})
+	framesSent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hexride_map_frames_sent_total", Help: "Map frames handed to viewer sockets, by type (delta or snapshot).",
+	}, []string{"type"})
+	framesDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_map_frames_dropped_total", Help: "Map frames a viewer missed because it had not taken the previous one (it gets a snapshot instead).",
+	})
+	bytesSent = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_map_bytes_sent_total", Help: "Bytes of map frames handed to viewer sockets.",
+	})
+	tickSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "hexride_map_tick_seconds", Help: "Time to build one tick's frames.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+	})
+)
+
+// Hub ticks the aggregate at a fixed rate and hands each viewer the newest
+// frame it can use. A viewer never holds more than one unsent frame: a
+// newer frame replaces it (latest frame wins), so a slow viewer costs
+// memory for one frame and no time at all to anyone else.
+type Hub struct {
+	agg   *Aggregator
+	every time.Duration
+
+	mu      sync.Mutex
+	viewers map[*Viewer]struct{}
+}
+
+// NewHub ticks agg every interval (250 ms when zero: four frames a second,
+// which with interpolation in the page looks continuous and keeps a viewer's
+// feed small).
+func NewHub(agg *Aggregator, every time.Duration) *Hub {
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	return &Hub{agg: agg, every: every, viewers: map[*Viewer]struct{}{}}
+}
+
+// Aggregator is the state the hub publishes.
+func (h *Hub) Aggregator() *Aggregator { return h.agg }
+
+// Viewer is one subscriber's mailbox.
+type Viewer struct {
+	hub  *Hub
+	wake chan struct{} // has a value when pending is set
+
+	mu          sync.Mutex
+	pending     []byte
+	pendingTick uint64
+	pendingType string
+	// have is the tick of the last frame the viewer took: a delta of tick
+	// have+1 is the only delta it can apply.
+	have    uint64
+	dropped uint64
+}
+
+// Subscribe registers a viewer; its first frame is the next tick's snapshot.
+func (h *Hub) Subscribe() *Viewer {
+	v := &Viewer{hub: h, wake: make(chan struct{}, 1)}
+	h.mu.Lock()
+	h.viewers[v] = struct{}{}
+	h.mu.Unlock()
+	viewersGauge.Inc()
+	return v
+}
+
+// Close unsubscribes the viewer.
+func (v *Viewer) Close() {
+	h := v.hub
+	h.mu.Lock()
+	_, ok := h.viewers[v]
+	delete(h.viewers, v)
+	h.mu.Unlock()
+	if ok {
+		viewersGauge.Dec()
+	}
+}
+
+// Ready has a value when a frame is waiting; call Take then.
+func (v *Viewer) Ready() <-chan struct{} { return v.wake }
+
+// Take returns the waiting frame, or nil if there is none.
+func (v *Viewer) Take() []byte {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b := v.pending
+	if b == nil {
+		return nil
+	}
+	v.have, v.pending = v.pendingTick, nil
+	framesSent.WithLabelValues(v.pendingType).Inc()
+	bytesSent.Add(float64(len(b)))
+	return b
+}
+
+// Dropped is how many frames this viewer missed.
+func (v *Viewer) Dropped() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.dropped
+}
+
+// needsSnapshot says whether the viewer cannot apply the delta of tick t.
+func (v *Viewer) needsSnapshot(t uint64) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.pending != nil || v.have == 0 || v.have != t-1
+}
+
+func (v *Viewer) offer(f Frames) {
+	v.mu.Lock()
+	if v.pending != nil {
+		// The viewer has not taken the last frame: it never will. Replace it;
+		// a delta would not apply on top of what the viewer has, so it gets
+		// the snapshot.
+		v.pending = nil
+		v.dropped++
+		framesDropped.Inc()
+	}
+	if v.have != 0 && v.have == f.Tick-1 {
+		v.pending, v.pendingType = f.Delta, "delta"
+	} else if f.Snapshot != nil {
+		v.pending, v.pendingType = f.Snapshot, "snapshot"
+	}
+	if v.pending != nil {
+		v.pendingTick = f.Tick
+	}
+	has := v.pending != nil
+	v.mu.Unlock()
+	if has {
+		select {
+		case v.wake <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
+
+// Step builds one tick's frames and offers them to every viewer.
+func (h *Hub) Step(now time.Time) {
+	start := time.Now()
+	h.mu.Lock()
+	vs := make([]*Viewer, 0, len(h.viewers))
+	for v := range h.viewers {
+		vs = append(vs, v)
+	}
+	h.mu.Unlock()
+	next := h.agg.nextTick()
+	want := false
+	for _, v := range vs {
+		if v.needsSnapshot(next) {
+			want = true
+			break
+		}
+	}
+	f := h.agg.Tick(now, want)
+	for _, v := range vs {
+		v.offer(f)
+	}
+	tickSeconds.Observe(time.Since(start).Seconds())
+}
+
+// nextTick is the number the next Tick will have.
+func (a *Aggregator) nextTick() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tick + 1
+}
+
+// RunTicker steps the hub every interval until ctx ends.
+func (h *Hub) RunTicker(ctx context.Context) error {
+	t := time.NewTicker(h.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			h.Step(now)
+		}
+	}
+}
+
+// Group is the prefix of the map's consumer groups. Each gateway process
+// reads both topics in groups of its own (Group + "-drivers-" + replica and
+// Group + "-trips-" + replica): every replica needs every event, and since
+// the aggregate lives in memory a new process must rebuild it from the
+// start of the log rather than resume from a committed offset.
+const Group = "gateway-map"
+
+// Run consumes driver.events and trip.events into the aggregate and ticks
+// the hub, until ctx ends. replica must be unique to this process.
+func (h *Hub) Run(ctx context.Context, brokers []string, replica string, dead *ev.Producer, log *slog.Logger) error {
+	if replica == "" {
+		return fmt.Errorf("livemap: empty replica name")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	// Like every consumer, the map refuses what it cannot read rather than
+	// skipping it silently: the dead letter names this group.
+	apply := func(topic, word string) ev.Handler {
+		return func(_ context.Context, e ev.Envelope) error {
+			if !slices.Contains(ev.TopicTypes[topic], e.Type) {
+				return ev.Permanent(fmt.Errorf("livemap: unknown %s event type %q", word, e.Type))
+			}
+			return h.agg.Apply(e)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-drivers-" + replica,
+			Topic: ev.TopicDriverEvents, DeadLetters: dead, Logger: log}, apply(ev.TopicDriverEvents, "driver"))
+	})
+	g.Go(func() error {
+		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-trips-" + replica,
+			Topic: ev.TopicTripEvents, DeadLetters: dead, Logger: log}, apply(ev.TopicTripEvents, "trip"))
+	})
+	g.Go(func() error { return h.RunTicker(ctx) })
+	return g.Wait()
+}
