@@ -28,6 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/livemap"
 )
 
 const apiDocPath = "../asyncapi.yaml"
@@ -741,6 +742,13 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 			{"OfferMessage", events.OfferMessage{}},
 			{"TripMessage", events.TripMessage{}},
 			{"DriverLocationMessage", events.DriverLocationMessage{}},
+			{"MapStats", livemap.Stats{}},
+			{"MapSnapshot", livemap.SnapshotMessage{}},
+			{"MapDelta", livemap.DeltaMessage{}},
+			{"MapDetail", livemap.Detail{}},
+			{"MapDriverDetail", livemap.DriverDetail{}},
+			{"MapTripDetail", livemap.TripDetail{}},
+			{"MapHistoryEntry", livemap.HistoryEntry{}},
 		} {
 			typ := reflect.TypeOf(tc.goType)
 			s, ok := schemas[tc.schema]
@@ -761,22 +769,27 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 		fields []string
 		goType any // the struct that produces or reads them, with seq added for pushes
 		within []string
+		noSeq  bool // a live-map message: not a push, so no seq
 	}{
-		{MsgLocation, []string{"type", "id", "lat", "lng", "heading", "speed_mps", "at"}, nil, frameFields},
-		{MsgAvailability, []string{"type", "id", "available"}, nil, frameFields},
-		{MsgRideRequest, []string{"type", "id", "pickup", "dropoff"}, nil, frameFields},
-		{MsgOfferAccept, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields},
-		{MsgOfferDecline, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields},
-		{MsgTripArrive, []string{"type", "id", "trip_id"}, nil, frameFields},
-		{MsgTripStart, []string{"type", "id", "trip_id"}, nil, frameFields},
-		{MsgTripComplete, []string{"type", "id", "trip_id"}, nil, frameFields},
-		{MsgTripCancel, []string{"type", "id", "trip_id", "reason"}, nil, frameFields},
-		{events.PushOffer, nil, events.OfferMessage{}, nil},
-		{events.PushTrip, nil, events.TripMessage{}, nil},
-		{events.PushDriverLocation, nil, events.DriverLocationMessage{}, nil},
-		{events.PushResync, nil, events.ResyncMessage{}, nil},
-		{MsgAck, []string{"type", "id", "trip_id"}, nil, answerFields},
-		{MsgError, []string{"type", "id", "code", "message"}, nil, answerFields},
+		{MsgLocation, []string{"type", "id", "lat", "lng", "heading", "speed_mps", "at"}, nil, frameFields, false},
+		{MsgAvailability, []string{"type", "id", "available"}, nil, frameFields, false},
+		{MsgRideRequest, []string{"type", "id", "pickup", "dropoff"}, nil, frameFields, false},
+		{MsgOfferAccept, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
+		{MsgOfferDecline, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
+		{MsgTripArrive, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{MsgTripStart, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{MsgTripComplete, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{MsgTripCancel, []string{"type", "id", "trip_id", "reason"}, nil, frameFields, false},
+		{events.PushOffer, nil, events.OfferMessage{}, nil, false},
+		{events.PushTrip, nil, events.TripMessage{}, nil, false},
+		{events.PushDriverLocation, nil, events.DriverLocationMessage{}, nil, false},
+		{events.PushResync, nil, events.ResyncMessage{}, nil, false},
+		{MsgAck, []string{"type", "id", "trip_id"}, nil, answerFields, false},
+		{MsgError, []string{"type", "id", "code", "message"}, nil, answerFields, false},
+		{MsgMapInspect, []string{"type", "id", "kind", "slot"}, nil, frameFields, false},
+		{MsgMapSnapshot, nil, livemap.SnapshotMessage{}, nil, true},
+		{MsgMapDelta, nil, livemap.DeltaMessage{}, nil, true},
+		{MsgMapDetail, nil, livemap.Detail{}, nil, true},
 	}
 	for _, tc := range wsFields {
 		t.Run("ws "+tc.typ, func(t *testing.T) {
@@ -786,6 +799,9 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 			if tc.goType != nil {
 				typ := reflect.TypeOf(tc.goType)
 				want, source = append(jsonFields(typ), "seq"), "Go "+typ.String()+" plus seq"
+				if tc.noSeq {
+					want, source = jsonFields(typ), "Go "+typ.String()
+				}
 			}
 			check(t, fmt.Sprintf("the payload of WebSocket message %q (%s)", tc.typ, m.ref), want, got, source)
 			for _, f := range tc.fields {
@@ -1055,6 +1071,9 @@ func TestAsyncAPIExamples(t *testing.T) {
 		events.PushResync:         func() any { return new(events.ResyncMessage) },
 		MsgAck:                    func() any { return new(answer) },
 		MsgError:                  func() any { return new(answer) },
+		MsgMapSnapshot:            func() any { return new(livemap.SnapshotMessage) },
+		MsgMapDelta:               func() any { return new(livemap.DeltaMessage) },
+		MsgMapDetail:              func() any { return new(livemap.Detail) },
 	}
 	for _, c := range doc.channels(t) {
 		for _, m := range c.messages {
@@ -1287,6 +1306,7 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 		{"error with id", MsgError, normalize(t, answer{Type: MsgError, ID: "7", Code: CodeConflict, Message: "offer o-1 expired"})},
 		{"error without id", MsgError, normalize(t, answer{Type: MsgError, Code: CodeBadRequest, Message: "malformed JSON"})},
 	}
+	wsCases = append(wsCases, liveMapCases(t, at, offer, offered, accepted)...)
 	for _, tc := range wsCases {
 		t.Run("ws "+tc.name, func(t *testing.T) {
 			m := ws.message(t, tc.typ)
@@ -1352,5 +1372,68 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 				t.Errorf("%s: the %s event the code produces does not match %s: %s", apiDocPath, tc.typ, m.ref, e)
 			}
 		})
+	}
+}
+
+// liveMapCases are frames and details a real aggregator produced from
+// events, so the document is checked against what the code writes by hand.
+func liveMapCases(t *testing.T, at time.Time, offer events.Offer, offered, accepted events.Trip) []struct {
+	name string
+	typ  string
+	msg  any
+} {
+	t.Helper()
+	agg, err := livemap.New(livemap.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply := func(typ, key string, when time.Time, payload any) {
+		t.Helper()
+		env, err := events.New(typ, key, when, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := agg.Apply(env); err != nil {
+			t.Fatalf("apply %s: %v", typ, err)
+		}
+	}
+	speed := 8.5
+	mustApply(events.TypeDriverAvailability, "d-42", at, events.DriverAvailability{DriverID: "d-42", Available: true})
+	mustApply(events.TypeDriverLocation, "d-42", at, events.DriverLocation{DriverID: "d-42", Lat: 37.775, Lng: -122.42, SpeedMPS: &speed})
+	mustApply(events.TypeDriverLocation, "d-7", at, events.DriverLocation{DriverID: "d-7", Lat: 37.78, Lng: -122.41})
+	mustApply(events.TypeTripUpdated, "t-1", at, events.TripUpdated{Trip: offered, Cause: events.TypeDispatchOffer})
+	snap := agg.Tick(at, true).Snapshot
+	mustApply(events.TypeDriverLocation, "d-7", at.Add(time.Second), events.DriverLocation{DriverID: "d-7", Lat: 37.7801, Lng: -122.4102})
+	mustApply(events.TypeTripUpdated, "t-1", at.Add(time.Second), events.TripUpdated{Trip: accepted, Cause: events.TypeOfferAccept, EndedOffer: &offer})
+	delta := agg.Tick(at.Add(time.Second), false).Delta
+	var sm livemap.SnapshotMessage
+	if err := decodeStrict(snap, &sm); err != nil {
+		t.Fatalf("snapshot does not fit livemap.SnapshotMessage: %v\n%s", err, snap)
+	}
+	var dm livemap.DeltaMessage
+	if err := decodeStrict(delta, &dm); err != nil {
+		t.Fatalf("delta does not fit livemap.DeltaMessage: %v\n%s", err, delta)
+	}
+	if len(sm.Drivers) != 8 || len(sm.Trips) != 7 || len(dm.Moved) != 3 || len(dm.Drivers) != 4 {
+		t.Fatalf("frames do not show two drivers and a trip, then d-7 moving and d-42 changing state:\n%s\n%s", snap, delta)
+	}
+	driver, err := agg.Inspect(livemap.KindDriver, sm.Drivers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	trip, err := agg.Inspect(livemap.KindTrip, sm.Trips[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	trip.ID = "i7"
+	return []struct {
+		name string
+		typ  string
+		msg  any
+	}{
+		{"map.snapshot", MsgMapSnapshot, normalize(t, json.RawMessage(snap))},
+		{"map.delta", MsgMapDelta, normalize(t, json.RawMessage(delta))},
+		{"map.detail driver", MsgMapDetail, normalize(t, driver)},
+		{"map.detail trip", MsgMapDetail, normalize(t, trip)},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/livemap"
 )
 
 // Client-to-server message types of protocol.md.
@@ -22,6 +23,16 @@ const (
 	MsgTripStart    = "trip.start"
 	MsgTripComplete = "trip.complete"
 	MsgTripCancel   = "trip.cancel"
+	// MsgMapInspect asks the live map for one driver's or trip's details.
+	MsgMapInspect = "map.inspect"
+)
+
+// Live-map messages to viewers: numbered by tick, not by seq (they are a
+// view, not a log, and are never replayed).
+const (
+	MsgMapSnapshot = livemap.MsgSnapshot
+	MsgMapDelta    = livemap.MsgDelta
+	MsgMapDetail   = livemap.MsgDetail
 )
 
 // Answers: not pushes, so they carry no seq.
@@ -60,16 +71,19 @@ var ClientMessageTypes = map[string][]string{
 	MsgTripStart:    {RoleDriver},
 	MsgTripComplete: {RoleDriver},
 	MsgTripCancel:   {RoleRider, RoleDriver},
+	MsgMapInspect:   {RoleViewer},
 }
 
 // ServerMessageTypes lists every message the gateway sends to phones.
-var ServerMessageTypes = append([]string{MsgAck, MsgError}, events.PushTypes...)
+var ServerMessageTypes = append([]string{MsgAck, MsgError, MsgMapSnapshot, MsgMapDelta, MsgMapDetail}, events.PushTypes...)
 
 const (
 	// MaxFrameBytes is the largest frame a client may send.
 	MaxFrameBytes = 4096
 	// MaxIDBytes bounds a command id.
 	MaxIDBytes = 64
+	// MaxMapSlot bounds a map.inspect slot.
+	MaxMapSlot = 1<<31 - 1
 	// maxTextBytes bounds free-text fields (ids, reasons).
 	maxTextBytes = 256
 )
@@ -93,6 +107,10 @@ type Frame struct {
 	OfferID string `json:"offer_id,omitempty"`
 	TripID  string `json:"trip_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+
+	// map.inspect: what to describe, by its slot in the viewer's frames.
+	Kind string `json:"kind,omitempty"`
+	Slot *int64 `json:"slot,omitempty"`
 }
 
 // Point is a position as a client sends it; pointers tell a missing
@@ -223,6 +241,13 @@ func (f *Frame) validate() *ProtocolError {
 			return err
 		}
 		return checkText("reason", f.Reason, false)
+	case MsgMapInspect:
+		if f.Kind != livemap.KindDriver && f.Kind != livemap.KindTrip {
+			return badRequest("kind must be %q or %q", livemap.KindDriver, livemap.KindTrip)
+		}
+		if f.Slot == nil || *f.Slot < 0 || *f.Slot > MaxMapSlot {
+			return badRequest("slot must be an integer in [0, %d]", MaxMapSlot)
+		}
 	}
 	return nil
 }

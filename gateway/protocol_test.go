@@ -23,6 +23,8 @@ func frameString(f Frame) string {
 	return string(b)
 }
 
+func ip(v int64) *int64 { return &v }
+
 func TestDecodeFrameValid(t *testing.T) {
 	id64 := strings.Repeat("i", MaxIDBytes)
 	text256 := strings.Repeat("t", maxTextBytes)
@@ -79,6 +81,12 @@ func TestDecodeFrameValid(t *testing.T) {
 			Frame{Type: MsgTripStart, TripID: "t-1"}},
 		{"empty id is no id", `{"type":"trip.start","id":"","trip_id":"t-1"}`,
 			Frame{Type: MsgTripStart, TripID: "t-1"}},
+		{"map.inspect driver", `{"type":"map.inspect","id":"i1","kind":"driver","slot":12}`,
+			Frame{Type: MsgMapInspect, ID: "i1", Kind: "driver", Slot: ip(12)}},
+		{"map.inspect trip at the slot bounds", `{"type":"map.inspect","kind":"trip","slot":2147483647}`,
+			Frame{Type: MsgMapInspect, Kind: "trip", Slot: ip(MaxMapSlot)}},
+		{"map.inspect slot 0", `{"type":"map.inspect","kind":"trip","slot":0}`,
+			Frame{Type: MsgMapInspect, Kind: "trip", Slot: ip(0)}},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -139,6 +147,14 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		// the length check every other path makes.
 		{"id over 64 bytes in two objects", `{"type":"trip.start","id":"` + long(MaxIDBytes+1) + `","trip_id":"t-1"} {}`, ""},
 		{"id of the wrong JSON type", `{"type":"trip.start","id":7,"trip_id":"t-1"}`, ""},
+
+		// map.inspect.
+		{"map.inspect missing kind", `{"type":"map.inspect","id":"v1","slot":1}`, "v1"},
+		{"map.inspect unknown kind", `{"type":"map.inspect","id":"v2","kind":"rider","slot":1}`, "v2"},
+		{"map.inspect missing slot", `{"type":"map.inspect","id":"v3","kind":"driver"}`, "v3"},
+		{"map.inspect negative slot", `{"type":"map.inspect","id":"v4","kind":"driver","slot":-1}`, "v4"},
+		{"map.inspect slot too large", `{"type":"map.inspect","id":"v5","kind":"driver","slot":2147483648}`, "v5"},
+		{"map.inspect fractional slot", `{"type":"map.inspect","id":"v6","kind":"driver","slot":1.5}`, "v6"},
 
 		// location.
 		{"location missing lat", `{"type":"location","id":"l1","lng":2}`, "l1"},
@@ -232,6 +248,9 @@ func TestAuthorize(t *testing.T) {
 		MsgTripStart:    {RoleDriver},
 		MsgTripComplete: {RoleDriver},
 		MsgTripCancel:   {RoleRider, RoleDriver},
+		// protocol.md: "The live map (viewer) speaks its own messages,
+		// documented in the same AsyncAPI file".
+		MsgMapInspect: {RoleViewer},
 	}
 	for typ := range ClientMessageTypes {
 		if _, ok := allowed[typ]; !ok {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/livemap"
 )
 
 // Publisher puts events on the log; it returns once they are durable.
@@ -52,6 +53,8 @@ type Config struct {
 	SendQueue int
 	// Ready reports whether the gateway's dependencies answer, for /readyz.
 	Ready func(context.Context) error
+	// LiveMap feeds viewer sockets (see viewer.go); nil serves viewers no frames.
+	LiveMap *livemap.Hub
 }
 
 func (c Config) withDefaults() Config {

@@ -107,6 +107,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, httpError{"unauthorized", err.Error()})
 		return
 	}
+	if claims.Role == RoleViewer {
+		s.serveViewer(w, r, claims) // the live map: see viewer.go
+		return
+	}
 	var afterSeq int64 = -1
 	if v := r.URL.Query().Get("after_seq"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
