@@ -16,9 +16,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/web"
 )
 
 func main() {
@@ -37,6 +40,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DemoCity: func(ctx context.Context, addr string) error {
 		_, err := sim.Run(ctx, sim.DemoCity("http://"+addr), nil)
 		return err
+	}, MapCity: demoStreets(), OnReady: func(r *platform.Running) {
+		// The page mints its own viewer token when development auth is on;
+		// otherwise the link carries one, so the map still opens by itself.
+		url := "http://" + r.Addr + "/"
+		if !r.DevAuth {
+			tok, err := r.Tokens.Mint("map-demo", "viewer", 24*time.Hour)
+			if err != nil {
+				fmt.Fprintln(stderr, "hexride: mint the map's viewer token:", err)
+				return
+			}
+			url += "#token=" + tok
+		}
+		fmt.Fprintf(stdout, "  Live map:   %s\n", url)
 	}, OnListen: func(addr string) {
 		fmt.Fprintf(stdout, `
 hexride is running on http://%[1]s
@@ -47,4 +63,15 @@ hexride is running on http://%[1]s
 Press Ctrl-C to stop.
 `, addr)
 	}})
+}
+
+// demoStreets is the demo city's street grid, for the live map to draw.
+func demoStreets() *web.City {
+	c := sim.DemoCity("")
+	city := sim.NewCity(c.Center, c.SizeKM)
+	var streets []web.Street
+	for _, s := range city.Streets() {
+		streets = append(streets, web.Street{A: ev.LatLng(s.A), B: ev.LatLng(s.B), Arterial: s.Arterial})
+	}
+	return &web.City{Center: ev.LatLng(c.Center), Streets: streets}
 }

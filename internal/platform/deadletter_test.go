@@ -59,21 +59,24 @@ func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
 	acceptedRide(t, e, e)
 
 	// Every poison event is in dead.letters with its source and a reason.
-	// driver.events is consumed by two groups, so its poison appears twice.
+	// driver.events is consumed by three groups (dispatcher, tripstate and
+	// the gateway's live map) and trip.events by two (dispatcher and live
+	// map): each dead-letters the poison it cannot read.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: ev.TopicDeadLetters, GroupID: "test-dl", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	want := map[string]int{}
 	for _, p := range poison {
-		n := 1
-		if p.topic == ev.TopicDriverEvents {
-			n = 2
-		}
-		want[p.topic+"/"+p.key] = n
+		n := map[string]int{ev.TopicDriverEvents: 3, ev.TopicTripEvents: 2}[p.topic]
+		want[p.topic+"/"+p.key] = max(n, 1)
 	}
 	got := map[string]int{}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	for total, need := 0, 10; total < need; total++ {
+	need := 0
+	for _, n := range want {
+		need += n
+	}
+	for total := 0; total < need; total++ {
 		m, err := r.FetchMessage(rctx)
 		if err != nil {
 			t.Fatalf("dead letters so far %v, want %v: %v", got, want, err)

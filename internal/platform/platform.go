@@ -18,7 +18,9 @@ import (
 	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/gateway"
+	"github.com/hexride/hexride/livemap"
 	"github.com/hexride/hexride/trip"
+	"github.com/hexride/hexride/web"
 )
 
 // Service names.
@@ -37,8 +39,11 @@ type Options struct {
 	Embedded bool
 	// OnListen is called with the HTTP address once it accepts connections.
 	OnListen func(addr string)
-	// Mount adds handlers to the gateway's mux (the live map).
+	// Mount adds handlers to the gateway's mux, beside the live map's page.
 	Mount map[string]http.Handler
+	// MapCity is the street network the live map draws (the demo city's);
+	// nil draws none.
+	MapCity *web.City
 	// OnReady is called with the running platform before Run blocks.
 	OnReady func(*Running)
 	// DemoCity, when the DemoCity setting is on, is run once listening and
@@ -52,6 +57,9 @@ type Running struct {
 	Brokers []string
 	Redis   redis.UniversalClient
 	Tokens  *gateway.Tokens
+	// DevAuth says whether POST /v1/dev/token mints tokens (the live map
+	// page then gets its own viewer token).
+	DevAuth bool
 }
 
 // NewLogger builds the structured logger for a level name.
@@ -149,12 +157,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var handler http.Handler
 	if want[Gateway] {
-		gw := gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready}, tokens, producer, store, rdb, log.With("service", Gateway))
+		agg, err := livemap.New(livemap.Config{StaleAfter: cfg.StaleAfter})
+		if err != nil {
+			return err
+		}
+		page, err := web.Routes(opt.MapCity)
+		if err != nil {
+			return err
+		}
+		gw := gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
+			tokens, producer, store, rdb, log.With("service", Gateway))
+		for p, h := range page {
+			gw.Handle(p, h)
+		}
 		for p, h := range opt.Mount {
 			gw.Handle(p, h)
 		}
 		handler = gw.Handler()
 		g.Go(func() error { return gw.RunPushes(gctx, brokers, producer) })
+		g.Go(func() error { return gw.RunLiveMap(gctx, brokers, producer) })
 	} else {
 		handler = healthMux(ready)
 	}
@@ -194,11 +215,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	})
 	addr := ln.Addr().String()
 	log.Info("listening", "addr", addr, "services", opt.Services)
+	if want[Gateway] {
+		log.Info("live map", "url", "http://"+addr+"/")
+	}
 	if opt.OnListen != nil {
 		opt.OnListen(addr)
 	}
 	if opt.OnReady != nil {
-		opt.OnReady(&Running{Addr: addr, Brokers: brokers, Redis: rdb, Tokens: tokens})
+		opt.OnReady(&Running{Addr: addr, Brokers: brokers, Redis: rdb, Tokens: tokens, DevAuth: cfg.DevAuth})
 	}
 	if cfg.DemoCity && opt.DemoCity != nil {
 		g.Go(func() error {
