@@ -166,6 +166,7 @@
       if (m.hex[i + 1] === 0 && m.hex[i + 2] === 0) counts.delete(m.hex[i]);
       else counts.set(m.hex[i], [m.hex[i + 1], m.hex[i + 2]]);
     }
+    if (m.hex.length || m.type === "map.snapshot") hexVersion++;
     stats = m.stats;
     if (!view.fitted && m.type === "map.snapshot") fitToDrivers();
   }
@@ -275,40 +276,95 @@
   const meter = { bytes: 0, since: performance.now(), kbps: 0, fps: 0, frames: 0 };
   const byState = [[], [], [], [], []];
   let px = new Float32Array(1024), py = new Float32Array(1024);
+  const bg = document.createElement("canvas"), bgctx = bg.getContext("2d", { alpha: false });
+  let bgKey = "", hexVersion = 0;
+  function drawBackground(w, h) {
+    if (bg.width !== w || bg.height !== h) { bg.width = w; bg.height = h; }
+    const c = bgctx;
+    c.setTransform(1, 0, 0, 1, 0, 0);
+    c.fillStyle = "#0b1118";
+    c.fillRect(0, 0, w, h);
+    c.setTransform(view.scale * DPR, 0, 0, -view.scale * DPR, (W / 2 - view.cx * view.scale) * DPR, (H / 2 + view.cy * view.scale) * DPR);
+    const px1 = 1 / view.scale; // one CSS pixel in metres
+    let hexN = 0;
+    if (layer !== "off") {
+      const ramp = HEX_RAMPS[layer], k = layer === "supply" ? 0 : 1;
+      for (const [i, cnt] of counts) {
+        const n = cnt[k];
+        if (!n || !cells[i]) continue;
+        let b = 0;
+        while (b + 1 < HEX_BINS.length && n >= HEX_BINS[b + 1]) b++;
+        c.fillStyle = ramp[b];
+        c.fill(cells[i]);
+        hexN++;
+      }
+    }
+    perf.drawnHex = hexN;
+    if (city) {
+      c.lineWidth = px1;
+      c.strokeStyle = "rgba(120,150,180,0.16)";
+      c.stroke(city.grid);
+      c.strokeStyle = "#1f2c3a"; c.lineWidth = 1.2 * px1; c.stroke(city.streets);
+      c.strokeStyle = "#34485e"; c.lineWidth = 2.6 * px1; c.stroke(city.arterials);
+    }
+  }
+  // Many markers are written as pixels into a layer of their own and put
+  // on the screen in one putImageData: without a GPU, rasterising 10,000
+  // antialiased squares through the canvas every frame cost more than the
+  // frame budget (26–27 fps measured here with one path of squares, 42–44
+  // fps with this; docs/map.md).
+  const DOTS_ABOVE = 3000;
+  const dots = document.getElementById("dots"), dctx = dots.getContext("2d");
+  let dimg = null, dbuf = null, dotsShown = false;
+  const DOT_RGBA = DRIVER_COLORS.map((hex) => {
+    const v = parseInt(hex.slice(1), 16);
+    return (0xff << 24 | (v & 0xff) << 16 | (v >> 8 & 0xff) << 8 | v >> 16) >>> 0; // little-endian RGBA
+  });
+  function drawDots(on) {
+    if (!on) {
+      if (dotsShown) { dctx.clearRect(0, 0, dots.width, dots.height); dotsShown = false; }
+      return;
+    }
+    const w = canvas.width, h = canvas.height;
+    if (!dimg || dimg.width !== w || dimg.height !== h) {
+      dots.width = w; dots.height = h;
+      dimg = dctx.createImageData(w, h);
+      dbuf = new Uint32Array(dimg.data.buffer);
+    }
+    dbuf.fill(0);
+    const half = Math.max(1, Math.round(2 * DPR));
+    for (let s = 0; s < byState.length; s++) {
+      const c = DOT_RGBA[s];
+      for (const i of byState[s]) {
+        const x = Math.round(px[i] * DPR), y = Math.round(py[i] * DPR);
+        const x0 = Math.max(0, x - half), x1 = Math.min(w, x + half), y1 = Math.min(h, y + half);
+        for (let yy = Math.max(0, y - half); yy < y1; yy++) dbuf.fill(c, yy * w + x0, yy * w + x1);
+      }
+    }
+    dctx.putImageData(dimg, 0, 0);
+    dotsShown = true;
+  }
   function draw(ts) {
     const t = performance.now();
     if (perf.lastTs) perf.intervals.push(ts - perf.lastTs);
     if (perf.intervals.length > 2000) perf.intervals.splice(0, 1000);
     perf.lastTs = ts; perf.frames++; meter.frames++;
     const w = canvas.width, h = canvas.height;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = "#0b1118";
-    ctx.fillRect(0, 0, w, h);
-    if (lat0 !== null) {
-      // World layers: metres → pixels in one transform.
+    if (lat0 === null) {
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.fillStyle = "#0b1118";
+      ctx.fillRect(0, 0, w, h);
+    } else {
+      // The background (hexagons, grid, streets) changes only when the view
+      // or the counts do (at most four times a second): it is drawn into its
+      // own canvas then, and each frame copies it in one drawImage and
+      // draws only what moves.
+      const key = [view.cx, view.cy, view.scale, w, h, layer, hexVersion, city !== null].join();
+      if (key !== bgKey) { drawBackground(w, h); bgKey = key; }
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.drawImage(bg, 0, 0);
+      const px1 = 1 / view.scale;
       ctx.setTransform(view.scale * DPR, 0, 0, -view.scale * DPR, (W / 2 - view.cx * view.scale) * DPR, (H / 2 + view.cy * view.scale) * DPR);
-      const px1 = 1 / view.scale; // one CSS pixel in metres
-      let hexN = 0;
-      if (layer !== "off") {
-        const ramp = HEX_RAMPS[layer], k = layer === "supply" ? 0 : 1;
-        for (const [i, c] of counts) {
-          const n = c[k];
-          if (!n || !cells[i]) continue;
-          let b = 0;
-          while (b + 1 < HEX_BINS.length && n >= HEX_BINS[b + 1]) b++;
-          ctx.fillStyle = ramp[b];
-          ctx.fill(cells[i]);
-          hexN++;
-        }
-      }
-      perf.drawnHex = hexN;
-      if (city) {
-        ctx.lineWidth = px1;
-        ctx.strokeStyle = "rgba(120,150,180,0.16)";
-        ctx.stroke(city.grid);
-        ctx.strokeStyle = "#1f2c3a"; ctx.lineWidth = 1.2 * px1; ctx.stroke(city.streets);
-        ctx.strokeStyle = "#34485e"; ctx.lineWidth = 2.6 * px1; ctx.stroke(city.arterials);
-      }
       // Trips: driver → pickup → drop-off.
       let tripN = 0;
       ctx.lineWidth = 1.5 * px1;
@@ -366,19 +422,17 @@
         n++;
       }
       perf.drawnDrivers = n;
-      const r = n > 3000 ? 1.8 : 3.5;
+      const r = 3.5;
       for (let s = 0; s < byState.length; s++) {
         const list = byState[s];
         if (!list.length) continue;
+        if (n > DOTS_ABOVE) continue;
         ctx.fillStyle = DRIVER_COLORS[s];
         ctx.beginPath();
-        if (n > 3000) {
-          for (const i of list) ctx.rect(px[i] - r, py[i] - r, 2 * r, 2 * r);
-        } else {
-          for (const i of list) { ctx.moveTo(px[i] + r, py[i]); ctx.arc(px[i], py[i], r, 0, 2 * Math.PI); }
-        }
+        for (const i of list) { ctx.moveTo(px[i] + r, py[i]); ctx.arc(px[i], py[i], r, 0, 2 * Math.PI); }
         ctx.fill();
       }
+      drawDots(n > DOTS_ABOVE);
       if (selected) {
         let x = null, y = null;
         if (selected.kind === "driver" && st[selected.slot] >= 0) { x = px[selected.slot]; y = py[selected.slot]; }
@@ -426,10 +480,13 @@
     ld.replaceChildren(...DRIVER_NAMES.map((n, i) => legendItem(DRIVER_COLORS[i], n)), legendItem("#ff7a45", "waiting request", true));
     const lh = $("legend-hex");
     if (layer === "off") { lh.replaceChildren(legendItem("transparent", "layer off")); return; }
-    const ramp = HEX_RAMPS[layer], what = layer === "demand" ? "open requests" : "available drivers";
-    lh.replaceChildren(...HEX_BINS.map((b, i) => {
+    const ramp = HEX_RAMPS[layer], what = layer === "demand" ? "open requests per cell" : "available drivers per cell";
+    const head = document.createElement("li");
+    head.className = "what";
+    head.textContent = what;
+    lh.replaceChildren(head, ...HEX_BINS.map((b, i) => {
       const hi = i + 1 < HEX_BINS.length ? HEX_BINS[i + 1] - 1 : null;
-      return legendItem(ramp[i], (hi === null ? b + "+" : hi === b ? String(b) : b + "–" + hi) + " " + what);
+      return legendItem(ramp[i], hi === null ? b + "+" : hi === b ? String(b) : b + "–" + hi);
     }));
   }
 
