@@ -43,25 +43,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, MapCity: demoStreets(), OnReady: func(r *platform.Running) {
 		// The page mints its own viewer token when development auth is on;
 		// otherwise the link carries one, so the map still opens by itself.
-		url := "http://" + r.Addr + "/"
+		mapURL := "http://" + r.Addr + "/"
 		if !r.DevAuth {
 			tok, err := r.Tokens.Mint("map-demo", "viewer", 24*time.Hour)
 			if err != nil {
 				fmt.Fprintln(stderr, "hexride: mint the map's viewer token:", err)
-				return
+			} else {
+				mapURL += "#token=" + tok
 			}
-			url += "#token=" + tok
 		}
-		fmt.Fprintf(stdout, "  Live map:   %s\n", url)
-	}, OnListen: func(addr string) {
 		fmt.Fprintf(stdout, `
 hexride is running on http://%[1]s
+  Live map:   %[2]s
   WebSocket:  ws://%[1]s/v1/ws?token=<token>   (protocol: asyncapi.yaml)
   Get a token: curl -s -X POST http://%[1]s/v1/dev/token -d '{"role":"rider","sub":"r-1"}'
           or:  go run ./cmd/hexride token -role driver -sub d-1
   Health:     http://%[1]s/healthz   Metrics: http://%[1]s/metrics
 Press Ctrl-C to stop.
-`, addr)
+`, r.Addr, mapURL)
 	}})
 }
 
