@@ -292,8 +292,35 @@ func TestLiveMapInChromium(t *testing.T) {
 	}
 	t.Logf("details: %s — %.200s", eval[string](b, `document.getElementById("detail-title").textContent`), body)
 
-	// Let a few rides get going for the picture, then take it.
+	// Clicking a trip's drop-off shows the trip, and never its rider.
 	b.waitFor("trips on the map", `window.hexride.drawn().trips >= 3`, 30*time.Second)
+	type pageTrip struct {
+		Slot    int    `json:"slot"`
+		State   string `json:"state"`
+		Dropoff point  `json:"dropoff"`
+	}
+	tr := eval[[]pageTrip](b, `window.hexride.trips()`)[0]
+	if _, err := chromedp.Run(b.ctx, chromedp.MouseClickXY(tr.Dropoff.X, tr.Dropoff.Y)); err != nil {
+		t.Fatalf("click the trip: %v", err)
+	}
+	b.waitFor("the trip's details", `!document.getElementById("detail").hidden && document.getElementById("detail-title").textContent.startsWith("Trip t-")`, 10*time.Second)
+	tripBody := eval[string](b, `document.getElementById("detail-body").textContent`)
+	for _, want := range []string{"state", "drop-off", "REQUESTED (ride.request)"} {
+		if !strings.Contains(tripBody, want) {
+			t.Errorf("trip details lack %q: %s", want, tripBody)
+		}
+	}
+	if strings.Contains(tripBody, "mapcity-r") {
+		t.Errorf("trip details name the rider: %s", tripBody)
+	}
+	t.Logf("trip details: %s — %.200s", eval[string](b, `document.getElementById("detail-title").textContent`), tripBody)
+
+	// Back to a driver for the picture, then take it.
+	p = eval[point](b, fmt.Sprintf(`window.hexride.screenOf(%d)`, slot))
+	if _, err := chromedp.Run(b.ctx, chromedp.MouseClickXY(p.X, p.Y)); err != nil {
+		t.Fatalf("click the driver: %v", err)
+	}
+	b.waitFor("the driver's details again", `document.getElementById("detail-title").textContent.startsWith("Driver mapcity")`, 10*time.Second)
 	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

@@ -251,24 +251,24 @@
   }
   setInterval(() => { if (selected) inspect(selected.kind, selected.slot); }, 2000);
 
+  // pick finds what is drawn nearest the click, within 10 px: a driver, or a
+  // trip by its pickup or drop-off.
   function pick(mx, my) {
     const now = performance.now();
-    let best = -1, bestD = 10 * 10;
+    let best = null, bestD = 10 * 10;
     for (let i = 0; i <= maxSlot; i++) {
       if (st[i] < 0) continue;
       posAt(i, now, tmp);
       const dx = sx(tmp[0]) - mx, dy = sy(tmp[1]) - my, d = dx * dx + dy * dy;
-      if (d < bestD) { bestD = d; best = i; }
+      if (d < bestD) { bestD = d; best = { kind: "driver", slot: i }; }
     }
-    if (best >= 0) return { kind: "driver", slot: best };
-    let bt = -1, btD = 10 * 10;
     for (const [slot, t] of trips) {
       for (const [x, y] of [[t.px, t.py], [t.dx, t.dy]]) {
         const dx = sx(x) - mx, dy = sy(y) - my, d = dx * dx + dy * dy;
-        if (d < btD) { btD = d; bt = slot; }
+        if (d < bestD) { bestD = d; best = { kind: "trip", slot }; }
       }
     }
-    return bt >= 0 ? { kind: "trip", slot: bt } : null;
+    return best;
   }
 
   // ---- drawing.
@@ -574,6 +574,11 @@
       return out;
     },
     screenOf(slot) { posAt(slot, performance.now(), tmp); const r = canvas.getBoundingClientRect(); return { x: r.left + sx(tmp[0]), y: r.top + sy(tmp[1]) }; },
+    trips() {
+      const r = canvas.getBoundingClientRect(), out = [];
+      for (const [slot, t] of trips) out.push({ slot, state: TRIP_STATES[t.state], pickup: { x: r.left + sx(t.px), y: r.top + sy(t.py) }, dropoff: { x: r.left + sx(t.dx), y: r.top + sy(t.dy) } });
+      return out;
+    },
     drawn() { return { drivers: perf.drawnDrivers, hex: perf.drawnHex, trips: perf.drawnTrips, cells: cells.length, counts: counts.size }; },
     feed() { return { frames: feed.frames, bytes: feed.bytes, snapshots: feed.snapshots, tick: feed.tick }; },
     stats() { return stats; },
