@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -84,6 +85,8 @@ type Server struct {
 	log    *slog.Logger
 	hub    *hub
 	extra  map[string]http.Handler
+	// sessions owns the sockets, which outlive their HTTP handlers.
+	sessions *sessions
 	// replica names this gateway process in the presence sets and is the
 	// Redis channel other replicas forward its users' pushes to.
 	replica string
@@ -110,7 +113,8 @@ func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg.withDefaults(), tokens: tokens, pub: pub, trips: trips, rdb: rdb,
-		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}, replica: "gw-" + ev.NewID()[:12]}
+		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}, replica: "gw-" + ev.NewID()[:12],
+		sessions: newSessions()}
 }
 
 // Handle adds a handler (the live map, say) to the gateway's mux.
@@ -142,6 +146,100 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(p, h)
 	}
 	return mux
+}
+
+// Close ends every open socket (status 1001, going away: phones resume
+// elsewhere with after_seq) and waits for their goroutines, or for ctx.
+// Call it after the HTTP server's Shutdown, which leaves upgraded sockets
+// alone.
+func (s *Server) Close(ctx context.Context) error {
+	return s.sessions.close(ctx)
+}
+
+// sessions tracks the sockets and their goroutines. A socket lives past the
+// handler that upgraded it, so its context derives from this server-lifetime
+// one instead of the request's, and Close finds it here.
+type sessions struct {
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu      sync.Mutex
+	closing bool
+	open    map[*websocket.Conn]struct{}
+	wg      sync.WaitGroup
+}
+
+func newSessions() *sessions {
+	ctx, stop := context.WithCancel(context.Background())
+	return &sessions{ctx: ctx, stop: stop, open: map[*websocket.Conn]struct{}{}}
+}
+
+// add counts a socket's goroutine in, before the upgrade; false once closing.
+func (g *sessions) add() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+// track registers an upgraded socket until its goroutine calls done.
+func (g *sessions) track(c *websocket.Conn) func() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open[c] = struct{}{}
+	if g.closing { // Close ran between add and the upgrade
+		go c.Close(websocket.StatusGoingAway, goingAway)
+	}
+	return func() {
+		g.mu.Lock()
+		delete(g.open, c)
+		g.mu.Unlock()
+	}
+}
+
+func (g *sessions) done() { g.wg.Done() }
+
+const goingAway = "the gateway is shutting down; reconnect (phones: with after_seq)"
+
+// closeGrace is how long close lets phones answer the close frame before it
+// cuts their connections: a phone that is itself shutting down never will.
+const closeGrace = time.Second
+
+// close sends every socket a close frame (1001) and waits for their
+// goroutines; after closeGrace it cancels the sockets' context, which cuts
+// what is left, and it gives up only when ctx ends.
+func (g *sessions) close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	for c := range g.open {
+		go c.Close(websocket.StatusGoingAway, goingAway)
+	}
+	g.mu.Unlock()
+	defer g.stop()
+	finished := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(finished)
+	}()
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
+	select {
+	case <-finished:
+		return nil
+	case <-grace.C:
+		g.stop()
+	case <-ctx.Done():
+		g.stop()
+	}
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close sockets: %w", ctx.Err())
+	}
 }
 
 // Group is the consumer group that delivers pushes.

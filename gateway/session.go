@@ -17,13 +17,26 @@ import (
 	ev "github.com/hexride/hexride/events"
 )
 
-// session is one open socket.
+// session is one open socket. An idle session costs one goroutine, its
+// reader: the HTTP handler returns once the socket is set up (so net/http's
+// per-request state and the handler's stack are freed), and a writer
+// goroutine exists only while frames are waiting to be written. Measured
+// figures are in docs/loadtest.md.
 type session struct {
 	user, role string
-	out        chan []byte
-	cancel     context.CancelFunc
+	conn       *websocket.Conn
+	// ctx lives as long as the socket (it derives from the server's, not the
+	// request's); cancel ends the socket.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// limit is how many frames may wait for a slow phone (Config.SendQueue).
+	limit int
 
 	mu sync.Mutex
+	// queue holds frames not yet written; writing says a writer goroutine
+	// is draining it. Both are nil and false on an idle socket.
+	queue   [][]byte
+	writing bool
 	// While resuming, live pushes wait in pending so the replay and the live
 	// stream join with no gap and no duplicate.
 	resuming bool
@@ -55,8 +68,7 @@ func (s *session) sendLocked(seq int64, msg []byte) {
 		// socket was registering): send what is missing from the log first.
 		missing, gap, err := s.fill(s.lastSeq)
 		if err != nil || gap {
-			s.closed = true // the phone reconnects with after_seq and resyncs
-			s.cancel()
+			s.endLocked(websocket.StatusTryAgainLater, "missed pushes; resume with after_seq")
 			return
 		}
 		for _, m := range missing {
@@ -72,13 +84,66 @@ func (s *session) enqueueLocked(seq int64, msg []byte) {
 	if s.closed || seq <= s.lastSeq {
 		return
 	}
-	select {
-	case s.out <- msg:
+	if s.queueLocked(msg) {
 		s.lastSeq = seq
 		pushesTotal.Inc()
-	default:
-		s.closed = true
-		s.cancel()
+	}
+}
+
+// queueLocked hands a frame to the writer, starting one if none runs. A
+// phone that lets more than limit frames pile up is disconnected (it
+// resumes from its last seq), never waited for.
+func (s *session) queueLocked(b []byte) bool {
+	if s.closed {
+		return false
+	}
+	if len(s.queue) >= s.limit {
+		s.endLocked(websocket.StatusTryAgainLater, "too slow; resume with after_seq")
+		return false
+	}
+	s.queue = append(s.queue, b)
+	if !s.writing {
+		s.writing = true
+		go s.drain()
+	}
+	return true
+}
+
+// endLocked closes the socket with a status the phone can act on. The close
+// runs beside the reader (whose Read it ends), not through the context, which
+// would cut the connection before the close frame is written.
+func (s *session) endLocked(status websocket.StatusCode, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	go s.conn.Close(status, reason)
+}
+
+// drain writes queued frames in order and exits when the queue is empty, so
+// that a socket with nothing to send holds no writer goroutine.
+func (s *session) drain() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.closed {
+			s.queue, s.writing = nil, false
+			s.mu.Unlock()
+			return
+		}
+		b := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		err := s.conn.Write(ctx, websocket.MessageText, b)
+		cancel()
+		if err != nil {
+			s.mu.Lock()
+			s.queue, s.writing, s.closed = nil, false, true
+			s.mu.Unlock()
+			s.cancel()
+			return
+		}
 	}
 }
 
@@ -90,15 +155,7 @@ func (s *session) answer(a answer) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	select {
-	case s.out <- b:
-	default:
-		s.closed = true
-		s.cancel()
-	}
+	s.queueLocked(b)
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -120,17 +177,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		afterSeq = n
 	}
+	if !s.sessions.add() {
+		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+		return
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		s.sessions.done()
 		s.log.Debug("websocket accept", "err", err)
 		return
 	}
 	c.SetReadLimit(MaxFrameBytes)
+	untrack := s.sessions.track(c)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sess := &session{user: claims.Subject, role: claims.Role, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
-		resuming: afterSeq >= 0}
+	ctx, cancel := context.WithCancel(s.sessions.ctx)
+	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx, cancel: cancel,
+		limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
 	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.user, after) }
 	if afterSeq < 0 {
 		// Live only: start from the current seq, read before registering so
@@ -139,6 +201,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.log.Warn("read seq", "user", sess.user, "err", err)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
+			cancel()
+			untrack()
+			s.sessions.done()
 			return
 		}
 		sess.lastSeq = cur
@@ -148,6 +213,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("record presence", "user", sess.user, "err", err)
 		}
 	}
+	connectionsGauge.WithLabelValues(claims.Role).Inc()
+	// The socket outlives this handler: returning frees the request's
+	// state, and the session's one goroutine reads until the socket ends.
+	go func() {
+		defer s.sessions.done()
+		defer untrack()
+		s.runSession(sess, afterSeq)
+	}()
+}
+
+// runSession replays what a resuming phone missed, reads its frames until the
+// socket ends, and then unregisters it.
+func (s *Server) runSession(sess *session, afterSeq int64) {
+	defer connectionsGauge.WithLabelValues(sess.role).Dec()
 	defer func() {
 		if last := s.hub.remove(sess); last {
 			if err := s.rdb.SRem(context.Background(), presenceKey(sess.user), s.replica).Err(); err != nil {
@@ -155,42 +234,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	connectionsGauge.WithLabelValues(claims.Role).Inc()
-	defer connectionsGauge.WithLabelValues(claims.Role).Dec()
-
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop(ctx, c, sess)
-	}()
+	defer sess.cancel()
 	if afterSeq >= 0 {
-		if err := s.resume(ctx, sess, afterSeq); err != nil {
+		if err := s.resume(sess.ctx, sess, afterSeq); err != nil {
 			s.log.Warn("resume", "user", sess.user, "err", err)
-			c.Close(websocket.StatusTryAgainLater, "resume failed; retry")
+			sess.conn.Close(websocket.StatusTryAgainLater, "resume failed; retry")
 			return
 		}
 	}
-	status, reason := s.readLoop(ctx, c, sess)
-	cancel()
-	<-writerDone
-	c.Close(status, reason)
-}
-
-func (s *Server) writeLoop(ctx context.Context, c *websocket.Conn, sess *session) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case b := <-sess.out:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.Write(wctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				sess.cancel()
-				return
-			}
-		}
-	}
+	status, reason := s.readLoop(sess.ctx, sess.conn, sess)
+	sess.mu.Lock()
+	sess.closed = true
+	sess.mu.Unlock()
+	sess.cancel()
+	sess.conn.Close(status, reason)
 }
 
 // resume replays what the phone missed after afterSeq, or sends resync with
@@ -247,9 +304,8 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) == -1 && ctx.Err() != nil {
-				return websocket.StatusTryAgainLater, "too slow; resume with after_seq"
-			}
+			// The peer left, or the socket is already being closed (too
+			// slow, shutting down) with its own status.
 			return websocket.StatusNormalClosure, ""
 		}
 		if !limiter.Allow() {

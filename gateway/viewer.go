@@ -33,16 +33,22 @@ func (s *Server) RunLiveMap(ctx context.Context, brokers []string, dead *ev.Prod
 // the hub replaces the unsent frame with a newer snapshot; nothing upstream
 // ever waits for a viewer.
 func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Claims) {
+	if !s.sessions.add() {
+		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+		return
+	}
+	defer s.sessions.done()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		s.log.Debug("websocket accept", "err", err)
 		return
 	}
 	c.SetReadLimit(MaxFrameBytes)
+	defer s.sessions.track(c)()
 	connectionsGauge.WithLabelValues(RoleViewer).Inc()
 	defer connectionsGauge.WithLabelValues(RoleViewer).Dec()
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.sessions.ctx)
 	defer cancel()
 	var frames *livemap.Viewer
 	if s.cfg.LiveMap != nil {
@@ -103,7 +109,7 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) == -1 && ctx.Err() != nil {
+			if websocket.CloseStatus(err) == -1 && ctx.Err() != nil && s.sessions.ctx.Err() == nil {
 				status, reason = websocket.StatusTryAgainLater, "too slow to read answers; reconnect"
 			}
 			break

@@ -156,6 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	store := trip.NewStore(rdb)
 	g, gctx := errgroup.WithContext(ctx)
 	var handler http.Handler
+	var gw *gateway.Server
 	if want[Gateway] {
 		agg, err := livemap.New(livemap.Config{StaleAfter: cfg.StaleAfter})
 		if err != nil {
@@ -165,7 +166,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err != nil {
 			return err
 		}
-		gw := gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
+		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
 			tokens, producer, store, rdb, log.With("service", Gateway))
 		for p, h := range page {
 			gw.Handle(p, h)
@@ -211,7 +212,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutCtx)
+		err := srv.Shutdown(shutCtx)
+		if gw != nil { // upgraded sockets are the gateway's, not the HTTP server's
+			err = errors.Join(err, gw.Close(shutCtx))
+		}
+		return err
 	})
 	addr := ln.Addr().String()
 	log.Info("listening", "addr", addr, "services", opt.Services)

@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/internal/redistest"
+)
+
+// published records what the gateway put on the log.
+type published struct {
+	mu   sync.Mutex
+	outs []ev.Outgoing
+}
+
+func (p *published) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outs = append(p.outs, outs...)
+	return nil
+}
+
+// noTrips answers every trip lookup with "none": the sockets under test
+// only send availability, which needs no trip.
+type noTrips struct{}
+
+func (noTrips) Legal(string, string) bool { return false }
+func (noTrips) Trip(context.Context, string) (ev.Trip, bool, error) {
+	return ev.Trip{}, false, nil
+}
+func (noTrips) CurrentTrip(context.Context, string, string) (ev.Trip, bool, error) {
+	return ev.Trip{}, false, nil
+}
+
+func startGateway(t *testing.T) (*Server, *httptest.Server) {
+	t.Helper()
+	rdb := redistest.Start(t).Client(t)
+	tokens := mustTokens(t, "session-test-secret")
+	s := New(Config{}, tokens, &published{}, noTrips{}, rdb, nil)
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, hs
+}
+
+func dialDriver(t *testing.T, s *Server, hs *httptest.Server, sub string) *websocket.Conn {
+	t.Helper()
+	tok, err := s.tokens.Mint(sub, RoleDriver, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v1/ws?token="+tok, nil)
+	if err != nil {
+		t.Fatalf("dial as %s: %v", sub, err)
+	}
+	return c
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, m := range h.users {
+		n += len(m)
+	}
+	return n
+}
+
+// An idle socket costs the gateway one goroutine, its reader: the upgrade
+// handler has returned and no writer waits on an empty queue. (Blocking in
+// the handler, with a writer goroutine beside it, costs two goroutines and
+// net/http's request state per socket: about 24 KB instead of 17; see
+// docs/loadtest.md.) The sockets still carry answers and pushes, and Close
+// ends them all with 1001.
+func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
+	s, hs := startGateway(t)
+	const n = 300
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = dialDriver(t, s, hs, "idle-"+strconv.Itoa(i))
+	}
+	waitFor(t, "every socket registered", func() bool { return s.hub.count() == n })
+	time.Sleep(100 * time.Millisecond) // let handler goroutines finish returning
+	perSocket := float64(runtime.NumGoroutine()-before) / n
+	t.Logf("%d idle sockets: %.2f goroutines each (client side included: none)", n, perSocket)
+	if perSocket > 1.1 {
+		t.Fatalf("an idle socket costs %.2f goroutines; want 1 (the reader)", perSocket)
+	}
+
+	// A command still gets its answer, and a push still arrives, in order.
+	c := conns[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"availability","available":true,"id":"a1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil || a.Type != MsgAck || a.ID != "a1" {
+		t.Fatalf("answer %s (%v); want an ack of a1", b, err)
+	}
+	s.hub.deliver("idle-0", 1, []byte(`{"type":"trip","seq":1}`))
+	s.hub.deliver("idle-0", 2, []byte(`{"type":"trip","seq":2}`))
+	for want := 1; want <= 2; want++ {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(b); !strings.Contains(got, `"seq":`+strconv.Itoa(want)) {
+			t.Fatalf("push %d: got %s", want, got)
+		}
+	}
+
+	// Phones read all the time; each hears why its socket ended.
+	statuses := make(chan websocket.StatusCode, n)
+	for _, c := range conns {
+		go func() {
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					statuses <- websocket.CloseStatus(err)
+					return
+				}
+			}
+		}()
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := s.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	for range conns {
+		if got := <-statuses; got != websocket.StatusGoingAway {
+			t.Fatalf("a socket ended with status %d after Close; want 1001", got)
+		}
+	}
+	if s.hub.count() != 0 {
+		t.Fatalf("%d sessions still registered after Close", s.hub.count())
+	}
+}
