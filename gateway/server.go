@@ -204,6 +204,16 @@ func (g *sessions) done() { g.wg.Done() }
 
 const goingAway = "the gateway is shutting down; reconnect (phones: with after_seq)"
 
+// cut ends every socket at once: their reads fail and their goroutines exit.
+func (g *sessions) cut() {
+	g.stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.open {
+		c.CloseNow()
+	}
+}
+
 // closeGrace is how long close lets phones answer the close frame before it
 // cuts their connections: a phone that is itself shutting down never will.
 const closeGrace = time.Second
@@ -230,9 +240,9 @@ func (g *sessions) close(ctx context.Context) error {
 	case <-finished:
 		return nil
 	case <-grace.C:
-		g.stop()
+		g.cut()
 	case <-ctx.Done():
-		g.stop()
+		g.cut()
 	}
 	select {
 	case <-finished:

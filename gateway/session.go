@@ -25,10 +25,10 @@ import (
 type session struct {
 	user, role string
 	conn       *websocket.Conn
-	// ctx lives as long as the socket (it derives from the server's, not the
-	// request's); cancel ends the socket.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is the server's lifetime, shared by every session: a context of
+	// its own would cost each socket about a kilobyte, so a single session
+	// ends by closing its conn, which ends its Read.
+	ctx context.Context
 	// limit is how many frames may wait for a slow phone (Config.SendQueue).
 	limit int
 
@@ -141,7 +141,7 @@ func (s *session) drain() {
 			s.mu.Lock()
 			s.queue, s.writing, s.closed = nil, false, true
 			s.mu.Unlock()
-			s.cancel()
+			s.conn.CloseNow() // a phone that cannot take a frame in 10s is gone
 			return
 		}
 	}
@@ -181,7 +181,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
 		return
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		s.sessions.done()
 		s.log.Debug("websocket accept", "err", err)
@@ -190,8 +190,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(MaxFrameBytes)
 	untrack := s.sessions.track(c)
 
-	ctx, cancel := context.WithCancel(s.sessions.ctx)
-	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx, cancel: cancel,
+	ctx := s.sessions.ctx
+	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx,
 		limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
 	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.user, after) }
 	if afterSeq < 0 {
@@ -201,7 +201,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.log.Warn("read seq", "user", sess.user, "err", err)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
-			cancel()
 			untrack()
 			s.sessions.done()
 			return
@@ -234,7 +233,6 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 			}
 		}
 	}()
-	defer sess.cancel()
 	if afterSeq >= 0 {
 		if err := s.resume(sess.ctx, sess, afterSeq); err != nil {
 			s.log.Warn("resume", "user", sess.user, "err", err)
@@ -246,7 +244,6 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 	sess.mu.Lock()
 	sess.closed = true
 	sess.mu.Unlock()
-	sess.cancel()
 	sess.conn.Close(status, reason)
 }
 
@@ -302,7 +299,10 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
 	strikes := 0
 	for {
-		typ, data, err := c.Read(ctx)
+		// Read gets no context that can end: a cancellable one would
+		// register every Read with its parent (a map under one lock shared
+		// by all sockets). Closing the conn ends the Read instead.
+		typ, data, err := c.Read(context.Background())
 		if err != nil {
 			// The peer left, or the socket is already being closed (too
 			// slow, shutting down) with its own status.

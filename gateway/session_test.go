@@ -1,8 +1,14 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
@@ -163,4 +169,100 @@ func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 	if s.hub.count() != 0 {
 		t.Fatalf("%d sessions still registered after Close", s.hub.count())
 	}
+}
+
+// A phone may send frames right behind its upgrade request, before it sees
+// the 101: they land in net/http's buffer, and the small buffers the socket
+// gets instead must carry them over, whether they fit or not.
+func TestFramesSentWithTheUpgradeAreRead(t *testing.T) {
+	s, hs := startGateway(t)
+	for _, tc := range []struct {
+		name   string
+		frames int
+	}{
+		{"none", 0},
+		{"one", 1},
+		{"more than a small buffer holds", 2 * phoneBufferSize / 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := s.tokens.Mint("early-"+strconv.Itoa(tc.frames), RoleDriver, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := net.Dial("tcp", strings.TrimPrefix(hs.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			var req bytes.Buffer
+			fmt.Fprintf(&req, "GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", tok, hs.Listener.Addr())
+			var ids []string
+			for i := range tc.frames {
+				id := fmt.Sprintf("e%02d", i)
+				ids = append(ids, id)
+				writeMaskedText(&req, fmt.Sprintf(`{"type":"availability","available":true,"id":%q}`, id))
+			}
+			if tc.frames > 1 && req.Len() < 2*phoneBufferSize {
+				t.Fatalf("the early frames take %d bytes, want more than %d", req.Len(), 2*phoneBufferSize)
+			}
+			if _, err := conn.Write(req.Bytes()); err != nil { // one write: the frames travel with the upgrade
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade answered %s", resp.Status)
+			}
+			for _, id := range ids {
+				b := readServerFrame(t, br)
+				if want := `"id":"` + id + `"`; !strings.Contains(string(b), `"type":"ack"`) || !strings.Contains(string(b), want) {
+					t.Fatalf("got %s, want the ack of %s", b, id)
+				}
+			}
+		})
+	}
+}
+
+// writeMaskedText appends a client text frame (clients must mask).
+func writeMaskedText(w *bytes.Buffer, payload string) {
+	w.WriteByte(0x81)
+	if n := len(payload); n < 126 {
+		w.WriteByte(0x80 | byte(n))
+	} else {
+		w.WriteByte(0x80 | 126)
+		w.WriteByte(byte(n >> 8))
+		w.WriteByte(byte(n))
+	}
+	key := [4]byte{1, 2, 3, 4}
+	w.Write(key[:])
+	for i := range len(payload) {
+		w.WriteByte(payload[i] ^ key[i%4])
+	}
+}
+
+// readServerFrame reads one unmasked server frame's payload.
+func readServerFrame(t *testing.T, r *bufio.Reader) []byte {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatalf("read frame header: %v", err)
+	}
+	n := int(h[1] & 0x7f)
+	if n == 126 {
+		var ext [2]byte
+		if _, err := io.ReadFull(r, ext[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = int(ext[0])<<8 | int(ext[1])
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		t.Fatalf("read frame payload: %v", err)
+	}
+	return b
 }

@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	jsonPath := fs.String("json", "", "also write the report as JSON to this file")
 	htmlPath := fs.String("html", "", "also write the report as an HTML page to this file")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	idle := fs.Int("idle", 0, "instead of a simulation: open this many idle driver sockets, hold them, and report the target's memory and goroutines per socket")
+	settle := fs.Duration("settle", 10*time.Second, "with -idle: how long to hold the sockets before measuring")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -72,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if _, err := sim.CheckTarget(cfg.Target); err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return exitUsage
+	}
+	if *idle != 0 {
+		return runIdle(ctx, sim.IdleConfig{Target: cfg.Target, Conns: *idle, Settle: *settle, IDPrefix: cfg.IDPrefix}, *jsonPath, stdout, stderr)
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
@@ -113,6 +118,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintln(stderr, "loadtest:", err)
 		}
+		return exitError
+	}
+	return exitOK
+}
+
+// runIdle weighs idle sockets on the target (the -idle mode).
+func runIdle(ctx context.Context, cfg sim.IdleConfig, jsonPath string, stdout, stderr io.Writer) int {
+	if cfg.Conns < 0 {
+		fmt.Fprintf(stderr, "loadtest: -idle must be positive, got %d\n", cfg.Conns)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "loadtest: opening %d idle sockets at %s, holding them %s\n", cfg.Conns, cfg.Target, cfg.Settle)
+	rep, err := sim.Idle(ctx, cfg)
+	if rep != nil {
+		if werr := rep.WriteTable(stdout); werr != nil {
+			fmt.Fprintln(stderr, "loadtest:", werr)
+			return exitError
+		}
+		if jsonPath != "" {
+			if werr := writeFile(jsonPath, rep.WriteJSON); werr != nil {
+				fmt.Fprintln(stderr, "loadtest:", werr)
+				return exitError
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
 		return exitError
 	}
 	return exitOK

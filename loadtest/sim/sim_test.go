@@ -178,3 +178,30 @@ func tail(s string, n int) string {
 	}
 	return s[len(s)-n:]
 }
+
+// TestIdleWeighsSockets holds idle sockets on a real platform and reads
+// their cost back from its /metrics. Memory figures are only meaningful on
+// a platform of their own (docs/loadtest.md); here the sockets' own ends
+// share the process, so only the counts are checked.
+func TestIdleWeighsSockets(t *testing.T) {
+	target := startPlatform(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := sim.Idle(ctx, sim.IdleConfig{Target: target, Conns: 40, Settle: 300 * time.Millisecond})
+	if err != nil && !strings.Contains(err.Error(), "did not grow") {
+		t.Fatal(err)
+	}
+	if rep.Open != 40 || rep.Failed != 0 {
+		t.Fatalf("%d sockets open, %d failed (%s); want 40 and 0", rep.Open, rep.Failed, rep.FirstErr)
+	}
+	if got := rep.After.Connections - rep.Before.Connections; got != 40 {
+		t.Fatalf("the gateway counts %v more connections, want 40", got)
+	}
+	if rep.GoroutinesPerConn < 0.9 { // both ends count here: at least the gateway's reader
+		t.Fatalf("%.2f goroutines per socket; want at least the gateway's reader", rep.GoroutinesPerConn)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "KiB per socket") {
+		t.Fatalf("table %q (%v)", table.String(), err)
+	}
+}
