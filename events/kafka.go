@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 )
 
 // ParseBrokers splits a comma-separated broker list, dropping blanks.
@@ -46,32 +47,85 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 // Producer publishes envelopes. It is safe for concurrent use; concurrent
 // Publish calls share batches.
 type Producer struct {
-	w *kafka.Writer
+	// w carries the control events (trip commands, trip events, pushes),
+	// whose every millisecond of linger is on a rider's wait; pings carries
+	// driver events, which are many and gain from fuller batches.
+	w, pings *kafka.Writer
 }
 
-// NewProducer builds a producer with the settings the platform relies on,
-// each of which differs from kafka-go's default:
+// ProducerConfig tunes a Producer.
+type ProducerConfig struct {
+	Brokers []string
+	// Linger is how long a batch of control events waits for company before
+	// it is sent; 0 (the default) sends it as soon as the partition's
+	// writer is free, so batches still form while a write is in flight. A
+	// ride request crosses four such batches before its offer reaches a
+	// driver, and a timer under a millisecond fires a millisecond late on
+	// an idle process: docs/loadtest.md has the figures.
+	Linger time.Duration
+	// PingLinger is the same for driver events. Pings are most of the
+	// traffic, and fuller batches cost the broker and the gateway less per
+	// ping: the platform lingers 5ms on them.
+	PingLinger time.Duration
+}
+
+// NewProducer builds a producer whose batches all linger for at most linger.
+func NewProducer(brokers []string, linger time.Duration) *Producer {
+	return NewProducerWith(ProducerConfig{Brokers: brokers, Linger: linger, PingLinger: linger})
+}
+
+// NewProducerWith builds a producer with the settings the platform relies
+// on, each of which differs from kafka-go's default:
 //   - RequiredAcks all: an ack to a phone means the event is durable
 //     (the default, none, acknowledges nothing);
 //   - Hash balancer: one key always lands on one partition, which is what
 //     keeps a driver's pings and a trip's commands in order (the default is
 //     round-robin);
-//   - BatchTimeout of a few milliseconds: the default, 1 s, makes every lone
-//     synchronous write wait a second.
-func NewProducer(brokers []string, batchTimeout time.Duration) *Producer {
-	if batchTimeout <= 0 {
-		batchTimeout = 2 * time.Millisecond
+//   - BatchTimeout of a millisecond or a few: the default, 1 s, makes every
+//     lone synchronous write wait a second.
+func NewProducerWith(cfg ProducerConfig) *Producer {
+	if cfg.Linger <= 0 {
+		cfg.Linger = time.Nanosecond // kafka-go reads 0 as its default, 1s
 	}
-	return &Producer{w: &kafka.Writer{
-		Addr:            kafka.TCP(brokers...),
-		Balancer:        &kafka.Hash{},
-		RequiredAcks:    kafka.RequireAll,
-		BatchTimeout:    batchTimeout,
-		BatchSize:       1000,
-		MaxAttempts:     5,
-		WriteBackoffMin: 20 * time.Millisecond,
-		WriteBackoffMax: 500 * time.Millisecond,
-	}}
+	if cfg.PingLinger <= 0 {
+		cfg.PingLinger = time.Nanosecond
+	}
+	writer := func(linger time.Duration) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:            kafka.TCP(cfg.Brokers...),
+			Balancer:        &kafka.Hash{},
+			RequiredAcks:    kafka.RequireAll,
+			BatchTimeout:    linger,
+			BatchSize:       1000,
+			MaxAttempts:     5,
+			WriteBackoffMin: 20 * time.Millisecond,
+			WriteBackoffMax: 500 * time.Millisecond,
+		}
+	}
+	return &Producer{w: writer(cfg.Linger), pings: writer(cfg.PingLinger)}
+}
+
+// write sends msgs through the writer for their topics and returns once all
+// are acknowledged.
+func (p *Producer) write(ctx context.Context, msgs []kafka.Message) error {
+	var control, pings []kafka.Message
+	for _, m := range msgs {
+		if m.Topic == TopicDriverEvents {
+			pings = append(pings, m)
+		} else {
+			control = append(control, m)
+		}
+	}
+	switch {
+	case len(pings) == 0:
+		return p.w.WriteMessages(ctx, control...)
+	case len(control) == 0:
+		return p.pings.WriteMessages(ctx, pings...)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.w.WriteMessages(gctx, control...) })
+	g.Go(func() error { return p.pings.WriteMessages(gctx, pings...) })
+	return g.Wait()
 }
 
 // Publish writes the envelopes to topic and returns once the brokers have
@@ -88,7 +142,7 @@ func (p *Producer) Publish(ctx context.Context, topic string, evs ...Envelope) e
 		}
 		msgs[i] = kafka.Message{Topic: topic, Key: []byte(e.Key), Value: b}
 	}
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	if err := p.write(ctx, msgs); err != nil {
 		return fmt.Errorf("publish %d event(s) to %s: %w", len(evs), topic, err)
 	}
 	producedTotal.WithLabelValues(topic).Add(float64(len(evs)))
@@ -115,7 +169,7 @@ func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
 		}
 		msgs[i] = kafka.Message{Topic: o.Topic, Key: []byte(o.Env.Key), Value: b}
 	}
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	if err := p.write(ctx, msgs); err != nil {
 		return fmt.Errorf("publish %d event(s): %w", len(outs), err)
 	}
 	for _, o := range outs {
@@ -126,7 +180,7 @@ func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
 
 // PublishRaw writes one message as is; used for dead letters and tests.
 func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []byte) error {
-	if err := p.w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: key, Value: value}); err != nil {
+	if err := p.write(ctx, []kafka.Message{{Topic: topic, Key: key, Value: value}}); err != nil {
 		return fmt.Errorf("publish raw message to %s: %w", topic, err)
 	}
 	producedTotal.WithLabelValues(topic).Inc()
@@ -134,7 +188,7 @@ func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []by
 }
 
 // Close flushes and closes the producer.
-func (p *Producer) Close() error { return p.w.Close() }
+func (p *Producer) Close() error { return errors.Join(p.w.Close(), p.pings.Close()) }
 
 // Handler applies one event. It must be idempotent: the consumer commits the
 // offset only after the handler returns nil, so a crash in between
@@ -197,30 +251,71 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 			log.Warn("close kafka reader", "err", err)
 		}
 	}()
+	// Each partition gets a worker of its own, so a slow handler on one
+	// partition (a Redis round trip, a publish waiting for its ack) holds
+	// up only that partition: order is per key, and a key lives on one
+	// partition. Offsets are committed by the worker, in order.
+	// Every return goes through workersErr, so no handler runs once Consume
+	// has returned.
+	g, gctx := errgroup.WithContext(ctx)
+	workers := map[int]chan kafka.Message{}
 	backoff := newBackoff()
 	for {
-		m, err := r.FetchMessage(ctx)
+		m, err := r.FetchMessage(gctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if gctx.Err() != nil {
+				return workersErr(ctx, g)
 			}
 			log.Warn("fetch", "err", err)
-			if !backoff.wait(ctx) {
-				return nil
+			if !backoff.wait(gctx) {
+				return workersErr(ctx, g)
 			}
 			continue
 		}
 		backoff.reset()
+		ch, ok := workers[m.Partition]
+		if !ok {
+			ch = make(chan kafka.Message, partitionQueue)
+			workers[m.Partition] = ch
+			g.Go(func() error { return work(gctx, cfg, log, h, r, ch) })
+		}
+		select {
+		case ch <- m:
+		case <-gctx.Done():
+			return workersErr(ctx, g)
+		}
+	}
+}
+
+// partitionQueue is how many fetched messages may wait for one partition's
+// worker before the fetch loop waits for it.
+const partitionQueue = 64
+
+// workersErr waits for the workers, which stop once gctx ends, and says why
+// they stopped: nil when ctx ended (what was not committed goes to the next
+// owner), else the first worker's error.
+func workersErr(ctx context.Context, g *errgroup.Group) error {
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// work handles one partition's messages in order, committing each after its
+// handler succeeded.
+func work(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, r *kafka.Reader, ch <-chan kafka.Message) error {
+	for {
+		var m kafka.Message
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m = <-ch:
+		}
 		if err := handle(ctx, cfg, log, h, m); err != nil {
-			if ctx.Err() != nil {
-				return nil // not committed: the next owner gets it again
-			}
-			return err
+			return err // not committed: the next owner gets it again
 		}
 		if err := r.CommitMessages(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return fmt.Errorf("commit %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 		}
 	}

@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.CancelProb, "cancel", def.CancelProb, "probability a rider cancels before the ride starts")
 	fs.Float64Var(&cfg.SizeKM, "city-km", def.SizeKM, "side of the square city, km")
 	fs.Float64Var(&cfg.Speedup, "speedup", def.Speedup, "driving runs this many times faster than real time (1: real time)")
+	fs.DurationVar(&cfg.PingMin, "ping-min", def.PingMin, "shortest interval between a driver's location pings")
+	fs.DurationVar(&cfg.PingMax, "ping-max", def.PingMax, "longest interval between a driver's location pings")
 	fs.StringVar(&cfg.IDPrefix, "id-prefix", "", "prefix of simulated user ids (default: lt and the start time)")
 	jsonPath := fs.String("json", "", "also write the report as JSON to this file")
 	htmlPath := fs.String("html", "", "also write the report as an HTML page to this file")

@@ -19,6 +19,8 @@ type Config struct {
 	Addr            string
 	KafkaBrokers    string
 	KafkaPartitions int
+	KafkaLinger     time.Duration
+	KafkaPingLinger time.Duration
 	RedisAddr       string
 	OfferTimeout    time.Duration
 	SearchDeadline  time.Duration
@@ -43,6 +45,8 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, "HTTP listen address (WebSocket, health, metrics)")
 	s.String(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty runs an embedded broker (hexride only)")
 	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 8, "partitions of each topic hexride creates")
+	s.Duration(&c.KafkaLinger, "kafka-linger", "KAFKA_LINGER", 0, "how long a batch of trip commands, trip events or pushes waits for company before it is sent; 0 sends at once")
+	s.Duration(&c.KafkaPingLinger, "kafka-ping-linger", "KAFKA_PING_LINGER", 5*time.Millisecond, "the same for driver location and availability events")
 	s.String(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "", "Redis host:port; empty runs an embedded Redis-protocol server (hexride only)")
 	s.Duration(&c.OfferTimeout, "offer-timeout", "HEXRIDE_OFFER_TIMEOUT", 10*time.Second, "how long a driver has to answer an offer")
 	s.Duration(&c.SearchDeadline, "search-deadline", "HEXRIDE_SEARCH_DEADLINE", 60*time.Second, "how long a request searches before NO_DRIVERS")
@@ -65,6 +69,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.KafkaPartitions < 1 || c.KafkaPartitions > 1024:
 		return fmt.Errorf("KAFKA_PARTITIONS=%d: want 1 to 1024", c.KafkaPartitions)
+	case c.KafkaLinger < 0 || c.KafkaLinger > time.Second:
+		return fmt.Errorf("KAFKA_LINGER=%s: want 0 (send at once) to 1s", c.KafkaLinger)
+	case c.KafkaPingLinger < 0 || c.KafkaPingLinger > time.Second:
+		return fmt.Errorf("KAFKA_PING_LINGER=%s: want 0 (send at once) to 1s", c.KafkaPingLinger)
 	case c.OfferTimeout < 100*time.Millisecond:
 		return fmt.Errorf("HEXRIDE_OFFER_TIMEOUT=%s: want at least 100ms", c.OfferTimeout)
 	case c.SearchDeadline < c.OfferTimeout:

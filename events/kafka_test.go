@@ -1,0 +1,167 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func startBroker(t *testing.T, partitions int, topics ...string) []string {
+	t.Helper()
+	b, err := StartEmbeddedBroker(0, partitions, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, b.Addrs(), partitions, topics...); err != nil {
+		t.Fatal(err)
+	}
+	return b.Addrs()
+}
+
+// partitionOf is where the producer's balancer puts key.
+func partitionOf(key string, partitions int) int {
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	return (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(key)}, ps...)
+}
+
+// TestConsumeRunsPartitionsApart checks the consumer's promises: a handler
+// stuck on one partition holds up no other, each key's events arrive in
+// order, and what was handled is committed, so a restarted member carries
+// on after it.
+func TestConsumeRunsPartitionsApart(t *testing.T) {
+	const topic, partitions, perKey = "consume.test", 4, 20
+	brokers := startBroker(t, partitions, topic)
+	p := NewProducer(brokers, time.Millisecond)
+	defer p.Close()
+
+	slow := "slow"
+	var keys []string // keys on partitions other than slow's
+	for i := 0; len(keys) < 6; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if partitionOf(k, partitions) != partitionOf(slow, partitions) {
+			keys = append(keys, k)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var outs []Outgoing
+	for seq := range perKey {
+		for _, k := range append([]string{slow}, keys...) {
+			e, err := NewWithID(fmt.Sprintf("%s-%d", k, seq), TypeDriverLocation, k, time.Now(), map[string]int{"seq": seq})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, Outgoing{Topic: topic, Env: e})
+		}
+	}
+	if err := p.PublishAll(ctx, outs...); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	othersDone := make(chan struct{})
+	release := make(chan struct{})
+	allDone := make(chan struct{})
+	handler := func(ctx context.Context, e Envelope) error {
+		var pl struct{ Seq int }
+		if err := e.DecodePayload(&pl); err != nil {
+			return err
+		}
+		if e.Key == slow && pl.Seq == 0 {
+			select { // hold slow's partition until every other key is through
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen[e.Key] = append(seen[e.Key], pl.Seq)
+		others := 0
+		for _, k := range keys {
+			others += len(seen[k])
+		}
+		if others == len(keys)*perKey && len(seen[slow]) == 0 {
+			close(othersDone)
+		}
+		if others+len(seen[slow]) == (len(keys)+1)*perKey {
+			close(allDone)
+		}
+		return nil
+	}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "g", Topic: topic}, handler) }()
+	select {
+	case <-othersDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a handler stuck on one partition held up the others")
+	}
+	close(release)
+	select {
+	case <-allDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every event was handled")
+	}
+	for k, seqs := range seen {
+		for i, s := range seqs {
+			if s != i {
+				t.Fatalf("key %s handled in the order %v; want 0..%d", k, seqs, perKey-1)
+			}
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Consume after ctx ended: %v", err)
+	}
+
+	// A new member of the group starts after what was committed.
+	e, err := NewWithID("after-restart", TypeDriverLocation, "k0", time.Now(), map[string]int{"seq": perKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, topic, e); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 200)
+	cctx, stop = context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		done <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "g", Topic: topic}, func(_ context.Context, e Envelope) error {
+			got <- e.ID
+			return nil
+		})
+	}()
+	select {
+	case id := <-got:
+		if id != "after-restart" {
+			t.Fatalf("the restarted member got %s first; want only the event published after the first member stopped", id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the restarted member got nothing")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(got) > 0 {
+		var more []string
+		for len(got) > 0 {
+			more = append(more, <-got)
+		}
+		t.Fatalf("redelivered after a clean stop: %s", strings.Join(more, ", "))
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Consume after ctx ended: %v", err)
+	}
+}
