@@ -193,8 +193,20 @@ func (p *Producer) Close() error { return errors.Join(p.w.Close(), p.pings.Close
 // Handler applies one event. It must be idempotent: the consumer commits the
 // offset only after the handler returns nil, so a crash in between
 // redelivers the event. A permanent error (see Permanent) sends the event to
-// the dead-letter topic; any other error is retried.
+// the dead-letter topic; any other error is retried. Consume calls it
+// concurrently for events of different partitions, and in order within one.
 type Handler func(ctx context.Context, e Envelope) error
+
+// BatchHandler applies several events of one partition, in their order, at
+// once: what queued up while the previous batch was handled, so batches
+// grow with the load and one round trip serves many events. The rules of
+// Handler hold for the batch as a whole; when it returns a permanent
+// error, its events are handled one at a time, so only the bad one is
+// dead-lettered.
+type BatchHandler func(ctx context.Context, es []Envelope) error
+
+// maxBatch bounds a BatchHandler's batch.
+const maxBatch = 256
 
 // ConsumerConfig describes one consumer-group member.
 type ConsumerConfig struct {
@@ -215,6 +227,23 @@ type ConsumerConfig struct {
 // A new group starts at the first offset so nothing produced before the
 // consumer first started is skipped.
 func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	return consume(ctx, cfg, func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
+		return handle(ctx, cfg, log, h, msgs[0])
+	}, 1)
+}
+
+// ConsumeBatches is Consume for a BatchHandler.
+func ConsumeBatches(ctx context.Context, cfg ConsumerConfig, h BatchHandler) error {
+	return consume(ctx, cfg, func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
+		return handleBatch(ctx, cfg, log, h, msgs)
+	}, maxBatch)
+}
+
+// apply handles messages of one partition until they are done with (handled
+// or dead-lettered) or ctx ends.
+type apply func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error
+
+func consume(ctx context.Context, cfg ConsumerConfig, h apply, batch int) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -277,7 +306,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		if !ok {
 			ch = make(chan kafka.Message, partitionQueue)
 			workers[m.Partition] = ch
-			g.Go(func() error { return work(gctx, cfg, log, h, r, ch) })
+			g.Go(func() error { return work(gctx, log, h, batch, r, ch) })
 		}
 		select {
 		case ch <- m:
@@ -289,7 +318,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 
 // partitionQueue is how many fetched messages may wait for one partition's
 // worker before the fetch loop waits for it.
-const partitionQueue = 64
+const partitionQueue = maxBatch
 
 // workersErr waits for the workers, which stop once gctx ends, and says why
 // they stopped: nil when ctx ended (what was not committed goes to the next
@@ -302,21 +331,79 @@ func workersErr(ctx context.Context, g *errgroup.Group) error {
 	return err
 }
 
-// work handles one partition's messages in order, committing each after its
-// handler succeeded.
-func work(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, r *kafka.Reader, ch <-chan kafka.Message) error {
+// work handles one partition's messages in order, up to batch at a time,
+// committing each batch after it is done with.
+func work(ctx context.Context, log *slog.Logger, h apply, batch int, r *kafka.Reader, ch <-chan kafka.Message) error {
+	msgs := make([]kafka.Message, 0, batch)
 	for {
-		var m kafka.Message
+		msgs = msgs[:0]
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case m = <-ch:
+		case m := <-ch:
+			msgs = append(msgs, m)
 		}
-		if err := handle(ctx, cfg, log, h, m); err != nil {
+	more:
+		for len(msgs) < batch {
+			select {
+			case m := <-ch:
+				msgs = append(msgs, m)
+			default:
+				break more
+			}
+		}
+		if err := h(ctx, log, msgs); err != nil {
 			return err // not committed: the next owner gets it again
 		}
-		if err := r.CommitMessages(ctx, m); err != nil {
-			return fmt.Errorf("commit %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		if err := r.CommitMessages(ctx, msgs...); err != nil {
+			last := msgs[len(msgs)-1]
+			return fmt.Errorf("commit %s/%d@%d: %w", last.Topic, last.Partition, last.Offset, err)
+		}
+	}
+}
+
+// handleBatch runs a BatchHandler on msgs until it succeeds or ctx ends; a
+// permanent error, or an event that does not decode, sends the batch
+// through one event at a time.
+func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h BatchHandler, msgs []kafka.Message) error {
+	one := func(ctx context.Context, e Envelope) error { return h(ctx, []Envelope{e}) }
+	each := func() error {
+		for _, m := range msgs {
+			if err := handle(ctx, cfg, log, one, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(msgs) == 1 {
+		return each()
+	}
+	es := make([]Envelope, len(msgs))
+	for i, m := range msgs {
+		e, err := Decode(m.Value)
+		if err != nil {
+			return each()
+		}
+		es[i] = e
+	}
+	backoff := newBackoff()
+	for {
+		err := h(ctx, es)
+		if err == nil {
+			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Add(float64(len(es)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrPermanent) {
+			return each()
+		}
+		first := msgs[0]
+		log.Warn("batch handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", len(msgs), "err", err)
+		handlerRetries.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+		if !backoff.wait(ctx) {
+			return ctx.Err()
 		}
 	}
 }

@@ -165,3 +165,124 @@ func TestConsumeRunsPartitionsApart(t *testing.T) {
 		t.Fatalf("Consume after ctx ended: %v", err)
 	}
 }
+
+// TestConsumeBatches checks that a batch handler gets what queued up, in
+// order, and that a permanent error sends only the bad event to the
+// dead-letter topic, the rest of its batch being handled one by one.
+func TestConsumeBatches(t *testing.T) {
+	const topic = "batch.test"
+	brokers := startBroker(t, 2, topic, TopicDeadLetters)
+	p := NewProducer(brokers, time.Millisecond)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var outs []Outgoing
+	for i := range 100 {
+		id := fmt.Sprintf("e%03d", i)
+		if i == 40 {
+			id = "bad"
+		}
+		e, err := NewWithID(id, TypeDriverLocation, "one-key", time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, Outgoing{Topic: topic, Env: e})
+	}
+	// Half first, so that they form batches; then the half with the bad one.
+	if err := p.PublishAll(ctx, outs[:40]...); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var handled []string
+	largest := 0
+	done := make(chan struct{})
+	cctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- ConsumeBatches(cctx, ConsumerConfig{Brokers: brokers, Group: "b", Topic: topic, DeadLetters: p},
+			func(_ context.Context, es []Envelope) error {
+				for _, e := range es {
+					if e.ID == "bad" {
+						return Permanent(fmt.Errorf("cannot take %s", e.ID))
+					}
+				}
+				time.Sleep(2 * time.Millisecond) // a round trip's worth: events queue meanwhile
+				mu.Lock()
+				defer mu.Unlock()
+				largest = max(largest, len(es))
+				for _, e := range es {
+					handled = append(handled, e.ID)
+				}
+				if len(handled) == 99 {
+					close(done)
+				}
+				return nil
+			})
+	}()
+	waitFor := func(n int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := len(handled)
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("handled %d of %d good events", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(40)
+	if err := p.PublishAll(ctx, outs[40:]...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("handled %d of 99 good events", len(handled))
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, o := range outs {
+		if o.Env.ID != "bad" {
+			want = append(want, o.Env.ID)
+		}
+	}
+	if strings.Join(handled, ",") != strings.Join(want, ",") {
+		t.Fatalf("handled %v; want every good event once, in order", handled)
+	}
+	if largest < 2 {
+		t.Fatalf("largest batch %d; want the queued events together", largest)
+	}
+	var dead []string
+	for part := range 2 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: TopicDeadLetters, Partition: part, MaxWait: 100 * time.Millisecond})
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			m, err := r.ReadMessage(rctx)
+			rcancel()
+			if err != nil {
+				break
+			}
+			e, err := Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dl DeadLetter
+			if err := e.DecodePayload(&dl); err != nil {
+				t.Fatal(err)
+			}
+			v, _ := Decode([]byte(dl.Value))
+			dead = append(dead, v.ID)
+		}
+		r.Close()
+	}
+	if len(dead) != 1 || dead[0] != "bad" {
+		t.Fatalf("dead letters %v, want just bad", dead)
+	}
+}

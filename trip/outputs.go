@@ -58,33 +58,56 @@ func outputs(u ev.TripUpdated) []ev.Outgoing {
 	return outs
 }
 
-// HandleDriverEvent forwards a driver's ping to the rider of the trip the
-// driver is busy with (from acceptance until the trip ends), as a
-// `driver.location` push. Other driver events are not tripstate's business.
-func (s *Service) HandleDriverEvent(ctx context.Context, e ev.Envelope) error {
-	switch e.Type {
-	case ev.TypeDriverLocation:
-	case ev.TypeDriverAvailability:
-		return nil
-	default:
-		return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
+// HandleDriverEvents forwards drivers' pings to the riders of the trips the
+// drivers are busy with (from acceptance until the trip ends), as
+// `driver.location` pushes: one Redis round trip and one publish for the
+// whole batch. Other driver events are not tripstate's business.
+func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) error {
+	type ping struct {
+		e   ev.Envelope
+		loc ev.DriverLocation
 	}
-	var loc ev.DriverLocation
-	if err := e.DecodePayload(&loc); err != nil {
+	pings := make([]ping, 0, len(es))
+	seen := map[string]bool{}
+	var drivers []string
+	for _, e := range es {
+		switch e.Type {
+		case ev.TypeDriverLocation:
+		case ev.TypeDriverAvailability:
+			continue
+		default:
+			return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
+		}
+		var loc ev.DriverLocation
+		if err := e.DecodePayload(&loc); err != nil {
+			return err
+		}
+		pings = append(pings, ping{e, loc})
+		if !seen[loc.DriverID] {
+			seen[loc.DriverID] = true
+			drivers = append(drivers, loc.DriverID)
+		}
+	}
+	claims, err := s.store.DriverClaims(ctx, drivers)
+	if err != nil || len(claims) == 0 {
 		return err
 	}
-	tripID, riderID, ok, err := s.store.DriverClaim(ctx, loc.DriverID)
-	if err != nil || !ok {
-		return err
+	var outs []ev.Outgoing
+	for _, p := range pings {
+		c, ok := claims[p.loc.DriverID]
+		if !ok {
+			continue
+		}
+		msg, err := json.Marshal(ev.DriverLocationMessage{Type: ev.PushDriverLocation, TripID: c.TripID, Lat: p.loc.Lat, Lng: p.loc.Lng,
+			Heading: p.loc.Heading, At: ev.FormatTime(p.e.OccurredAt)})
+		if err != nil {
+			return fmt.Errorf("encode driver.location push: %w", err)
+		}
+		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, c.RiderID, p.e.OccurredAt, ev.Push{UserID: c.RiderID, Message: msg})
+		if err != nil {
+			return err
+		}
+		outs = append(outs, ev.Outgoing{Topic: ev.TopicUserPushes, Env: env})
 	}
-	msg, err := json.Marshal(ev.DriverLocationMessage{Type: ev.PushDriverLocation, TripID: tripID, Lat: loc.Lat, Lng: loc.Lng,
-		Heading: loc.Heading, At: ev.FormatTime(e.OccurredAt)})
-	if err != nil {
-		return fmt.Errorf("encode driver.location push: %w", err)
-	}
-	env, err := ev.NewWithID("loc-"+e.ID, ev.TypePush, riderID, e.OccurredAt, ev.Push{UserID: riderID, Message: msg})
-	if err != nil {
-		return err
-	}
-	return s.pub.PublishAll(ctx, ev.Outgoing{Topic: ev.TopicUserPushes, Env: env})
+	return s.pub.PublishAll(ctx, outs...)
 }

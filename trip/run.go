@@ -24,8 +24,8 @@ func (s *Service) Run(ctx context.Context, brokers []string, dead *ev.Producer, 
 			DeadLetters: dead, Logger: log}, s.HandleCommand)
 	})
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupLocations, Topic: ev.TopicDriverEvents,
-			DeadLetters: dead, Logger: log}, s.HandleDriverEvent)
+		return ev.ConsumeBatches(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupLocations, Topic: ev.TopicDriverEvents,
+			DeadLetters: dead, Logger: log}, s.HandleDriverEvents)
 	})
 	g.Go(func() error { return s.sweep(ctx) })
 	return g.Wait()

@@ -267,3 +267,60 @@ func TestTransitionTableHasNoExitFromTerminalStates(t *testing.T) {
 		}
 	}
 }
+
+// TestPingsReachTheRiderOfTheirTrip hands a batch of pings to the relay:
+// only the driver with an accepted trip is forwarded, to that trip's
+// rider, in order; availability is ignored and an unknown type is refused.
+func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
+	svc, _, pub := newService(t)
+	ctx := context.Background()
+	for _, e := range ride(t)[:3] { // d1 accepts t1 for r1
+		if err := svc.HandleCommand(ctx, e); err != nil {
+			t.Fatalf("%s: %v", e.Type, err)
+		}
+	}
+	pub.take()
+	ping := func(id, driver string, lat float64) ev.Envelope {
+		e, err := ev.NewWithID(id, ev.TypeDriverLocation, driver, t0, ev.DriverLocation{DriverID: driver, Lat: lat, Lng: -122.42})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	avail, err := ev.NewWithID("a1", ev.TypeDriverAvailability, "d1", t0, ev.DriverAvailability{DriverID: "d1", Available: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []ev.Envelope{ping("p1", "d1", 37.1), ping("p2", "d2", 37.2), avail, ping("p3", "d1", 37.3)}
+	if err := svc.HandleDriverEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	outs := pub.take()
+	if len(outs) != 2 {
+		t.Fatalf("%d pushes, want 2 (d1's pings; d2 has no trip)", len(outs))
+	}
+	for i, want := range []struct {
+		id  string
+		lat float64
+	}{{"loc-p1", 37.1}, {"loc-p3", 37.3}} {
+		o := outs[i]
+		var p ev.Push
+		if err := o.Env.DecodePayload(&p); err != nil {
+			t.Fatal(err)
+		}
+		var m ev.DriverLocationMessage
+		if err := json.Unmarshal(p.Message, &m); err != nil {
+			t.Fatal(err)
+		}
+		if o.Topic != ev.TopicUserPushes || o.Env.ID != want.id || p.UserID != "r1" || m.TripID != "t1" || m.Lat != want.lat {
+			t.Fatalf("push %d: %s %s to %s: %+v; want %s to r1 about t1 at lat %g", i, o.Topic, o.Env.ID, p.UserID, m, want.id, want.lat)
+		}
+	}
+	bad, err := ev.NewWithID("x1", "driver.teleport", "d1", t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.HandleDriverEvents(ctx, []ev.Envelope{bad}); !errors.Is(err, ev.ErrPermanent) {
+		t.Fatalf("unknown driver event: %v, want a permanent error", err)
+	}
+}

@@ -162,6 +162,33 @@ func (s *Store) DriverClaim(ctx context.Context, driverID string) (tripID, rider
 	return tripID, riderID, true, nil
 }
 
+// Claim is the trip (and its rider) a driver is busy with.
+type Claim struct{ TripID, RiderID string }
+
+// DriverClaims is DriverClaim for many drivers in one round trip; drivers
+// with no claim are absent from the map.
+func (s *Store) DriverClaims(ctx context.Context, driverIDs []string) (map[string]Claim, error) {
+	if len(driverIDs) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(driverIDs))
+	for i, id := range driverIDs {
+		keys[i] = driverClaimKey(id)
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("claims of %d drivers: %w", len(driverIDs), err)
+	}
+	claims := map[string]Claim{}
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			tripID, riderID, _ := strings.Cut(str, " ")
+			claims[driverIDs[i]] = Claim{TripID: tripID, RiderID: riderID}
+		}
+	}
+	return claims, nil
+}
+
 // change is one transition ready to store.
 type change struct {
 	eventID  string
