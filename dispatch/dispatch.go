@@ -197,7 +197,7 @@ func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Produce
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: d.cfg.driversGroup(), Topic: ev.TopicDriverEvents,
-			DeadLetters: dead, Logger: d.log}, d.HandleDriverEvent)
+			DeadLetters: dead, Logger: d.log, Bulk: true}, d.HandleDriverEvent)
 	})
 	g.Go(func() error {
 		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupTrips, Topic: ev.TopicTripEvents,

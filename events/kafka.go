@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // ParseBrokers splits a comma-separated broker list, dropping blanks.
@@ -49,8 +51,63 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 type Producer struct {
 	// w carries the control events (trip commands, trip events, pushes),
 	// whose every millisecond of linger is on a rider's wait; pings carries
-	// driver events, which are many and gain from fuller batches.
+	// driver events, which are many and gain from fuller batches. pings is
+	// asynchronous so that Send need not wait: a caller that must know its
+	// event is durable waits for its messages' completion (see acks).
 	w, pings *kafka.Writer
+	// queued bounds the driver events written but not yet acknowledged:
+	// Send and Publish wait for room, so a broker that falls behind slows
+	// the sockets instead of growing the heap.
+	queued *semaphore.Weighted
+	log    *slog.Logger
+}
+
+// maxQueuedPings bounds Producer.queued: a few seconds of pings from tens
+// of thousands of drivers, at about 300 bytes each.
+const maxQueuedPings = 50_000
+
+// acks collects the completions of one synchronous write to the pings
+// writer; it travels in each message's WriterData.
+type acks struct {
+	mu   sync.Mutex
+	left int
+	err  error
+	done chan error
+}
+
+func (a *acks) complete(n int, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil && a.err == nil {
+		a.err = err
+	}
+	if a.left -= n; a.left == 0 {
+		a.done <- a.err
+	}
+}
+
+// pingsDone is the pings writer's Completion: it frees their room in the
+// queue, answers the synchronous writers, and reports what Send lost.
+func (p *Producer) pingsDone(msgs []kafka.Message, err error) {
+	p.queued.Release(int64(len(msgs)))
+	var lost int
+	byAcks := map[*acks]int{}
+	for _, m := range msgs {
+		if a, ok := m.WriterData.(*acks); ok {
+			byAcks[a]++
+		} else if err != nil {
+			lost++
+		} else {
+			producedTotal.WithLabelValues(m.Topic).Inc()
+		}
+	}
+	for a, n := range byAcks {
+		a.complete(n, err)
+	}
+	if lost > 0 {
+		sendsLost.Add(float64(lost))
+		p.log.Warn("driver events lost", "events", lost, "err", err)
+	}
 }
 
 // ProducerConfig tunes a Producer.
@@ -63,6 +120,8 @@ type ProducerConfig struct {
 	// driver, and a timer under a millisecond fires a millisecond late on
 	// an idle process: docs/loadtest.md has the figures.
 	Linger time.Duration
+	// Logger reports driver events that Send lost (default slog.Default()).
+	Logger *slog.Logger
 	// PingLinger is the same for driver events. Pings are most of the
 	// traffic, and fuller batches cost the broker and the gateway less per
 	// ping: the platform lingers 5ms on them.
@@ -102,7 +161,69 @@ func NewProducerWith(cfg ProducerConfig) *Producer {
 			WriteBackoffMax: 500 * time.Millisecond,
 		}
 	}
-	return &Producer{w: writer(cfg.Linger), pings: writer(cfg.PingLinger)}
+	p := &Producer{w: writer(cfg.Linger), pings: writer(cfg.PingLinger), queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.pings.Async = true
+	p.pings.Completion = p.pingsDone
+	return p
+}
+
+// Send queues driver events and returns without waiting for the broker: for
+// what the contract calls fire and forget (a location without an id), where
+// the next ping supersedes a lost one. Order per key is kept, with Publish's
+// driver events too. A failure is logged and counted, not returned; only a
+// full queue makes Send wait.
+func (p *Producer) Send(ctx context.Context, outs ...Outgoing) error {
+	msgs := make([]kafka.Message, len(outs))
+	for i, o := range outs {
+		if o.Topic != TopicDriverEvents {
+			return fmt.Errorf("send %s to %s: only driver events are sent without an ack", o.Env.ID, o.Topic)
+		}
+		b, err := encode(o.Env)
+		if err != nil {
+			return err
+		}
+		msgs[i] = kafka.Message{Topic: o.Topic, Key: []byte(o.Env.Key), Value: b}
+	}
+	return p.writePings(ctx, msgs, nil)
+}
+
+// writePings hands msgs to the pings writer once the queue has room; with
+// a non-nil a, each message's completion is reported to it.
+func (p *Producer) writePings(ctx context.Context, msgs []kafka.Message, a *acks) error {
+	n := int64(len(msgs))
+	if n > maxQueuedPings {
+		return fmt.Errorf("write %d driver events at once: at most %d", n, maxQueuedPings)
+	}
+	if err := p.queued.Acquire(ctx, n); err != nil {
+		return fmt.Errorf("wait for room to write driver events: %w", err)
+	}
+	if a != nil {
+		for i := range msgs {
+			msgs[i].WriterData = a
+		}
+	}
+	if err := p.pings.WriteMessages(ctx, msgs...); err != nil {
+		p.queued.Release(n) // refused before queueing: no completion follows
+		return err
+	}
+	return nil
+}
+
+// publishPings writes msgs to the pings writer and waits for the broker.
+func (p *Producer) publishPings(ctx context.Context, msgs []kafka.Message) error {
+	a := &acks{left: len(msgs), done: make(chan error, 1)}
+	if err := p.writePings(ctx, msgs, a); err != nil {
+		return err
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // write sends msgs through the writer for their topics and returns once all
@@ -120,11 +241,11 @@ func (p *Producer) write(ctx context.Context, msgs []kafka.Message) error {
 	case len(pings) == 0:
 		return p.w.WriteMessages(ctx, control...)
 	case len(control) == 0:
-		return p.pings.WriteMessages(ctx, pings...)
+		return p.publishPings(ctx, pings)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.w.WriteMessages(gctx, control...) })
-	g.Go(func() error { return p.pings.WriteMessages(gctx, pings...) })
+	g.Go(func() error { return p.publishPings(gctx, pings) })
 	return g.Wait()
 }
 
@@ -205,6 +326,13 @@ type Handler func(ctx context.Context, e Envelope) error
 // dead-lettered.
 type BatchHandler func(ctx context.Context, es []Envelope) error
 
+// A Bulk consumer's fetch returns once it has bulkFetchBytes or after about
+// three quarters of bulkFetchWait.
+const (
+	bulkFetchBytes = 64 << 10
+	bulkFetchWait  = 60 * time.Millisecond
+)
+
 // maxBatch bounds a BatchHandler's batch.
 const maxBatch = 256
 
@@ -216,6 +344,12 @@ type ConsumerConfig struct {
 	// DeadLetters receives events the handler rejects permanently.
 	DeadLetters *Producer
 	Logger      *slog.Logger
+	// Bulk marks a high-rate topic whose events may wait tens of
+	// milliseconds (driver pings): each fetch waits for up to
+	// bulkFetchBytes or bulkFetchWait instead of returning with the first
+	// event, so the broker serves far fewer, fuller fetches. See
+	// docs/loadtest.md for what it saved.
+	Bulk bool
 	// SessionTimeout bounds how long a killed member keeps its partitions.
 	// kafka-go's default is 30 s; the platform uses 10 s.
 	SessionTimeout time.Duration
@@ -253,14 +387,20 @@ func consume(ctx context.Context, cfg ConsumerConfig, h apply, batch int) error 
 	if session <= 0 {
 		session = 10 * time.Second
 	}
+	// kafka-go asks the broker to wait three quarters of MaxWait and gives
+	// up on a fetch unanswered after MaxWait.
+	minBytes, maxWait := 1, 250*time.Millisecond
+	if cfg.Bulk {
+		minBytes, maxWait = bulkFetchBytes, bulkFetchWait
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           cfg.Brokers,
 		GroupID:           cfg.Group,
 		Topic:             cfg.Topic,
 		StartOffset:       kafka.FirstOffset,
-		MinBytes:          1,
+		MinBytes:          minBytes,
 		MaxBytes:          10 << 20,
-		MaxWait:           250 * time.Millisecond,
+		MaxWait:           maxWait,
 		ReadBackoffMin:    5 * time.Millisecond,
 		ReadBackoffMax:    100 * time.Millisecond,
 		HeartbeatInterval: time.Second,
@@ -386,6 +526,7 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 		}
 		es[i] = e
 	}
+	observeDelay(cfg.Group, cfg.Topic, es...)
 	backoff := newBackoff()
 	for {
 		err := h(ctx, es)
@@ -412,9 +553,12 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 // or ctx ends.
 func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, m kafka.Message) error {
 	backoff := newBackoff()
-	for {
+	for first := true; ; first = false {
 		e, err := Decode(m.Value)
 		if err == nil {
+			if first {
+				observeDelay(cfg.Group, cfg.Topic, e)
+			}
 			err = h(ctx, e)
 		}
 		if err == nil {

@@ -286,3 +286,73 @@ func TestConsumeBatches(t *testing.T) {
 		t.Fatalf("dead letters %v, want just bad", dead)
 	}
 }
+
+// TestSendKeepsOrderWithPublish sends pings without waiting, publishes an
+// acknowledged event behind them on the same key, and reads the topic back:
+// nothing lost, each key in order, and Send refuses what needs an ack.
+func TestSendKeepsOrderWithPublish(t *testing.T) {
+	brokers := startBroker(t, 4, TopicDriverEvents)
+	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 2 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const drivers, each = 20, 50
+	for i := range each {
+		for d := range drivers {
+			key := fmt.Sprintf("d%d", d)
+			e, err := NewWithID(fmt.Sprintf("%s-%03d", key, i), TypeDriverLocation, key, time.Now(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Send(ctx, Outgoing{Topic: TopicDriverEvents, Env: e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	last, err := NewWithID("d0-zzz", TypeDriverAvailability, "d0", time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, TopicDriverEvents, last); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ := NewWithID("c1", TypeRideRequest, "t1", time.Now(), nil)
+	if err := p.Send(ctx, Outgoing{Topic: TopicTripCommands, Env: cmd}); err == nil {
+		t.Fatal("Send took a trip command, which must be acknowledged")
+	}
+	if err := p.Close(); err != nil { // flushes what Send queued
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	total := 0
+	for part := range 4 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: TopicDriverEvents, Partition: part, MaxWait: 100 * time.Millisecond})
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			m, err := r.ReadMessage(rctx)
+			rcancel()
+			if err != nil {
+				break
+			}
+			e, err := Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[e.Key] = append(got[e.Key], e.ID)
+			total++
+		}
+		r.Close()
+	}
+	if total != drivers*each+1 {
+		t.Fatalf("read %d events, want %d", total, drivers*each+1)
+	}
+	for key, ids := range got {
+		for i := 1; i < len(ids); i++ {
+			if ids[i] <= ids[i-1] {
+				t.Fatalf("%s out of order: %s after %s", key, ids[i], ids[i-1])
+			}
+		}
+	}
+	if ids := got["d0"]; ids[len(ids)-1] != "d0-zzz" {
+		t.Fatalf("the acknowledged event is not last on its key: %v", ids[len(ids)-3:])
+	}
+}

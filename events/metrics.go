@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -18,6 +19,16 @@ var (
 	handlerRetries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "hexride_events_handler_retries_total", Help: "Transient handler failures that were retried.",
 	}, []string{"group", "topic"})
+	// eventDelay is how far behind its own time an event is when its
+	// handler gets it: the hops of produce, fetch and queueing in between.
+	eventDelay = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "hexride_events_delay_seconds",
+		Help:    "From an event's occurred_at to its handler receiving it, by group and topic.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	}, []string{"group", "topic"})
+	sendsLost = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_events_sends_lost_total", Help: "Driver events sent without an ack (fire and forget) that Kafka did not take.",
+	})
 	deadLettersTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "hexride_events_dead_letters_total", Help: "Events sent to the dead-letter topic, by group and source topic.",
 	}, []string{"group", "topic"})
@@ -29,4 +40,15 @@ func encode(e Envelope) ([]byte, error) {
 		return nil, fmt.Errorf("encode envelope %s: %w", e.ID, err)
 	}
 	return b, nil
+}
+
+// observeDelay records how late events reach a group's handler.
+func observeDelay(group, topic string, es ...Envelope) {
+	h := eventDelay.WithLabelValues(group, topic)
+	now := time.Now()
+	for _, e := range es {
+		if !e.OccurredAt.IsZero() {
+			h.Observe(now.Sub(e.OccurredAt).Seconds())
+		}
+	}
 }

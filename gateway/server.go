@@ -28,7 +28,11 @@ import (
 
 // Publisher puts events on the log; it returns once they are durable.
 type Publisher interface {
+	// PublishAll returns once the events are durable.
 	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+	// Send queues driver events without waiting for the broker: for a
+	// location without an id, which the contract makes fire and forget.
+	Send(ctx context.Context, outs ...ev.Outgoing) error
 }
 
 // TripReader reads trip state (written by tripstate) to check commands.

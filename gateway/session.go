@@ -351,7 +351,14 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		loc := ev.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}
 		env, err := ev.New(ev.TypeDriverLocation, sess.user, now, loc)
 		if err == nil {
-			err = s.pub.PublishAll(ctx, ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env})
+			out := ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}
+			if f.ID == "" {
+				// Fire and forget: the reader moves on to the next frame
+				// while the ping waits for its batch.
+				err = s.pub.Send(ctx, out)
+			} else {
+				err = s.pub.PublishAll(ctx, out) // the ack says it is durable
+			}
 		}
 		if err != nil {
 			s.log.Warn("publish location", "driver", sess.user, "err", err)

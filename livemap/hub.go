@@ -229,7 +229,7 @@ func (h *Hub) Run(ctx context.Context, brokers []string, replica string, dead *e
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-drivers-" + replica,
-			Topic: ev.TopicDriverEvents, DeadLetters: dead, Logger: log}, apply(ev.TopicDriverEvents, "driver"))
+			Topic: ev.TopicDriverEvents, DeadLetters: dead, Logger: log, Bulk: true}, apply(ev.TopicDriverEvents, "driver"))
 	})
 	g.Go(func() error {
 		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-trips-" + replica,

@@ -25,7 +25,7 @@ func (s *Service) Run(ctx context.Context, brokers []string, dead *ev.Producer, 
 	})
 	g.Go(func() error {
 		return ev.ConsumeBatches(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupLocations, Topic: ev.TopicDriverEvents,
-			DeadLetters: dead, Logger: log}, s.HandleDriverEvents)
+			DeadLetters: dead, Logger: log, Bulk: true}, s.HandleDriverEvents)
 	})
 	g.Go(func() error { return s.sweep(ctx) })
 	return g.Wait()
