@@ -64,18 +64,79 @@ type Numbered struct {
 
 // Number assigns the next seq to a push identified by id and stores it.
 func (p *Pushes) Number(ctx context.Context, id, user string, msg []byte) (Numbered, error) {
-	if len(msg) < 2 || msg[0] != '{' || msg[1] == '}' {
-		return Numbered{}, fmt.Errorf("push %s: message must be a non-empty JSON object", id)
+	if err := checkPushMessage(id, msg); err != nil {
+		return Numbered{}, err
 	}
 	res, err := numberScript.Run(ctx, p.rdb, []string{seenKey(id), seqKey(user), listKey(user), presenceKey(user)},
 		msg, p.keep(), retainFor, counterFor, seenFor).Slice()
 	if err != nil {
 		return Numbered{}, fmt.Errorf("number push %s for %s: %w", id, user, err)
 	}
+	return numbered(res), nil
+}
+
+func checkPushMessage(id string, msg []byte) error {
+	if len(msg) < 2 || msg[0] != '{' || msg[1] == '}' {
+		return fmt.Errorf("push %s: message must be a non-empty JSON object", id)
+	}
+	return nil
+}
+
+// ToNumber is one push for NumberAll.
+type ToNumber struct {
+	ID, User string
+	Msg      []byte
+}
+
+// NumberAll is Number for many pushes in one round trip (a pipeline), in
+// order: two pushes to one user get consecutive seqs in the order given.
+func (p *Pushes) NumberAll(ctx context.Context, ps []ToNumber) ([]Numbered, error) {
+	for _, t := range ps {
+		if err := checkPushMessage(t.ID, t.Msg); err != nil {
+			return nil, err
+		}
+	}
+	run := func(eval func(redis.Pipeliner, []string, ...any) *redis.Cmd) ([]*redis.Cmd, error) {
+		cmds := make([]*redis.Cmd, len(ps))
+		_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, t := range ps {
+				cmds[i] = eval(pipe, []string{seenKey(t.ID), seqKey(t.User), listKey(t.User), presenceKey(t.User)},
+					t.Msg, p.keep(), retainFor, counterFor, seenFor)
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	cmds, err := run(func(pipe redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+		return numberScript.EvalSha(ctx, pipe, keys, args...)
+	})
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The script is not cached yet (a new or restarted Redis): none
+		// of the calls ran, so sending the script itself is safe.
+		cmds, err = run(func(pipe redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+			return numberScript.Eval(ctx, pipe, keys, args...)
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("number %d pushes: %w", len(ps), err)
+	}
+	out := make([]Numbered, len(ps))
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if err != nil {
+			return nil, fmt.Errorf("number push %s for %s: %w", ps[i].ID, ps[i].User, err)
+		}
+		out[i] = numbered(res)
+	}
+	return out, nil
+}
+
+// numbered reads numberScript's answer.
+func numbered(res []any) Numbered {
 	n := Numbered{}
 	n.Seq, _ = res[1].(int64)
 	if res[0].(int64) == 0 {
-		return n, nil
+		return n
 	}
 	s, _ := res[2].(string)
 	n.Msg, n.Fresh = []byte(s), true
@@ -84,7 +145,7 @@ func (p *Pushes) Number(ctx context.Context, id, user string, msg []byte) (Numbe
 			n.Replicas = append(n.Replicas, r)
 		}
 	}
-	return n, nil
+	return n
 }
 
 // Current returns the user's latest seq (0 if none).

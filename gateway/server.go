@@ -288,8 +288,8 @@ func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Produ
 		}
 	})
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
-			DeadLetters: dead, Logger: s.log}, s.HandlePush)
+		return ev.ConsumeBatches(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
+			DeadLetters: dead, Logger: s.log}, s.HandlePushes)
 	})
 	return g.Wait()
 }
@@ -310,37 +310,58 @@ type forwarded struct {
 // the phone's resume. Forwarding is best effort (Redis pub/sub is at most
 // once); a session that sees a seq gap fills it from the log.
 func (s *Server) HandlePush(ctx context.Context, e ev.Envelope) error {
-	if e.Type != ev.TypePush {
-		return ev.Permanent(fmt.Errorf("unknown push event type %q", e.Type))
+	return s.HandlePushes(ctx, []ev.Envelope{e})
+}
+
+// HandlePushes is HandlePush for a batch of one partition's pushes: one
+// Redis round trip numbers them all, so a burst of driver.location relays
+// does not hold up the offer queued behind it.
+func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) error {
+	ps := make([]ToNumber, len(es))
+	for i, e := range es {
+		if e.Type != ev.TypePush {
+			return ev.Permanent(fmt.Errorf("unknown push event type %q", e.Type))
+		}
+		var p ev.Push
+		if err := e.DecodePayload(&p); err != nil {
+			return err
+		}
+		if p.UserID == "" {
+			return ev.Permanent(fmt.Errorf("push %s has no user_id", e.ID))
+		}
+		if err := checkPushMessage(e.ID, p.Message); err != nil {
+			return ev.Permanent(err)
+		}
+		ps[i] = ToNumber{ID: e.ID, User: p.UserID, Msg: p.Message}
 	}
-	var p ev.Push
-	if err := e.DecodePayload(&p); err != nil {
+	ns, err := s.pushes.NumberAll(ctx, ps)
+	if err != nil {
 		return err
 	}
-	if p.UserID == "" {
-		return ev.Permanent(fmt.Errorf("push %s has no user_id", e.ID))
+	for i, n := range ns {
+		if n.Fresh {
+			s.route(ctx, ps[i].User, n)
+		}
 	}
-	if len(p.Message) < 2 || p.Message[0] != '{' {
-		return ev.Permanent(fmt.Errorf("push %s: message is not a JSON object", e.ID))
-	}
-	n, err := s.pushes.Number(ctx, e.ID, p.UserID, p.Message)
-	if err != nil || !n.Fresh {
-		return err
-	}
+	return nil
+}
+
+// route hands a numbered push to every replica holding a socket of user:
+// this one directly, others over their Redis channel.
+func (s *Server) route(ctx context.Context, user string, n Numbered) {
 	for _, r := range n.Replicas {
 		if r == s.replica {
-			s.hub.deliver(p.UserID, n.Seq, n.Msg)
+			s.hub.deliver(user, n.Seq, n.Msg)
 			continue
 		}
-		b, err := json.Marshal(forwarded{User: p.UserID, Seq: n.Seq, Msg: n.Msg})
+		b, err := json.Marshal(forwarded{User: user, Seq: n.Seq, Msg: n.Msg})
 		if err == nil {
 			err = s.rdb.Publish(ctx, forwardChannel(r), b).Err()
 		}
 		if err != nil {
-			s.log.Warn("forward push", "replica", r, "user", p.UserID, "err", err)
+			s.log.Warn("forward push", "replica", r, "user", user, "err", err)
 		}
 	}
-	return nil
 }
 
 // hub maps users to their open sessions on this gateway.

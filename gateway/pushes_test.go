@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/internal/redistest"
+)
+
+// TestNumberAll numbers a batch in one round trip on a Redis that has never
+// seen the script, in order per user, and numbers nothing twice.
+func TestNumberAll(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	if err := rdb.SAdd(ctx, presenceKey("a"), "gw-1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Pushes{rdb: rdb}
+	batch := []ToNumber{
+		{ID: "p1", User: "a", Msg: []byte(`{"type":"trip","n":1}`)},
+		{ID: "p2", User: "b", Msg: []byte(`{"type":"trip","n":2}`)},
+		{ID: "p3", User: "a", Msg: []byte(`{"type":"trip","n":3}`)},
+	}
+	got, err := p.NumberAll(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		seq      int64
+		msg      string
+		replicas int
+	}{{1, `{"seq":1,"type":"trip","n":1}`, 1}, {1, `{"seq":1,"type":"trip","n":2}`, 0}, {2, `{"seq":2,"type":"trip","n":3}`, 1}}
+	for i, w := range want {
+		if n := got[i]; !n.Fresh || n.Seq != w.seq || string(n.Msg) != w.msg || len(n.Replicas) != w.replicas {
+			t.Fatalf("push %d: %+v (%s); want fresh seq %d %s with %d replicas", i, n, n.Msg, w.seq, w.msg, w.replicas)
+		}
+	}
+	again, err := p.NumberAll(ctx, append(batch, ToNumber{ID: "p4", User: "a", Msg: []byte(`{"type":"trip","n":4}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range again[:3] {
+		if n.Fresh || n.Seq != got[i].Seq {
+			t.Fatalf("redelivered push %d: %+v; want not fresh, seq %d", i, n, got[i].Seq)
+		}
+	}
+	if n := again[3]; !n.Fresh || n.Seq != 3 {
+		t.Fatalf("new push after redeliveries: %+v; want fresh seq 3", n)
+	}
+	if _, err := p.NumberAll(ctx, []ToNumber{{ID: "x", User: "a", Msg: []byte(`{}`)}}); err == nil {
+		t.Fatal("an empty message was numbered")
+	}
+}
+
+// TestHandlePushesRefusesBadPushes checks what HandlePushes rejects for
+// good: such pushes are dead-lettered, not retried forever.
+func TestHandlePushesRefusesBadPushes(t *testing.T) {
+	s, _ := startGateway(t)
+	at := time.Now()
+	for _, tc := range []struct {
+		name string
+		typ  string
+		push ev.Push
+	}{
+		{"not a push", "trip.updated", ev.Push{UserID: "a", Message: []byte(`{"type":"trip"}`)}},
+		{"no user", ev.TypePush, ev.Push{Message: []byte(`{"type":"trip"}`)}},
+		{"empty message", ev.TypePush, ev.Push{UserID: "a", Message: []byte(`{}`)}},
+		{"message not an object", ev.TypePush, ev.Push{UserID: "a", Message: []byte(`[1]`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := ev.NewWithID(fmt.Sprintf("bad-%s", tc.name), tc.typ, "a", at, tc.push)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.HandlePushes(context.Background(), []ev.Envelope{e}); !errors.Is(err, ev.ErrPermanent) {
+				t.Fatalf("err = %v; want a permanent error", err)
+			}
+		})
+	}
+}
