@@ -299,10 +299,11 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
 	strikes := 0
 	for {
-		// Read gets no context that can end: a cancellable one would
-		// register every Read with its parent (a map under one lock shared
-		// by all sockets). Closing the conn ends the Read instead.
-		typ, data, err := c.Read(context.Background())
+		// ctx is the server's, shared by every socket: a context of the
+		// socket's own would cost it about a kilobyte. Cancelling it at
+		// shutdown ends every Read at once, where CloseNow would wait for a
+		// close handshake already under way.
+		typ, data, err := c.Read(ctx)
 		if err != nil {
 			// The peer left, or the socket is already being closed (too
 			// slow, shutting down) with its own status.
