@@ -17,22 +17,30 @@ import (
 // docs/loadtest.md.
 const phoneBufferSize = 1024
 
-// smallBuffers hands coder/websocket the hijacked connection with
-// phoneBufferSize buffers in place of net/http's. The live map's viewers
-// keep the defaults: they are few and their frames are large.
-type smallBuffers struct{ http.ResponseWriter }
+// hijacker hands coder/websocket the hijacked connection and keeps it: at
+// shutdown the gateway closes what is left of its sockets at the TCP level,
+// since coder/websocket's Close waits up to 5 s for a phone that does not
+// answer. With small set, the connection gets phoneBufferSize buffers in
+// place of net/http's; the live map's viewers keep the defaults: they are
+// few and their frames are large.
+type hijacker struct {
+	http.ResponseWriter
+	small bool
+	conn  net.Conn // set by Hijack
+}
 
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *hijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	w.conn = conn
 	n := brw.Reader.Buffered()
-	if n > phoneBufferSize {
-		// The phone sent more than a small buffer holds before it saw the
-		// upgrade: keep the buffer that holds it.
+	if !w.small || n > phoneBufferSize {
+		// A phone that sent more than a small buffer holds before it saw
+		// the upgrade keeps the buffer that holds it.
 		return conn, brw, nil
 	}
 	var src io.Reader = conn

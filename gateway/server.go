@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -169,13 +170,14 @@ type sessions struct {
 
 	mu      sync.Mutex
 	closing bool
-	open    map[*websocket.Conn]struct{}
+	// open maps each socket to its TCP connection, which cut closes.
+	open map[*websocket.Conn]net.Conn
 	wg      sync.WaitGroup
 }
 
 func newSessions() *sessions {
 	ctx, stop := context.WithCancel(context.Background())
-	return &sessions{ctx: ctx, stop: stop, open: map[*websocket.Conn]struct{}{}}
+	return &sessions{ctx: ctx, stop: stop, open: map[*websocket.Conn]net.Conn{}}
 }
 
 // add counts a socket's goroutine in, before the upgrade; false once closing.
@@ -190,10 +192,10 @@ func (g *sessions) add() bool {
 }
 
 // track registers an upgraded socket until its goroutine calls done.
-func (g *sessions) track(c *websocket.Conn) func() {
+func (g *sessions) track(c *websocket.Conn, nc net.Conn) func() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.open[c] = struct{}{}
+	g.open[c] = nc
 	if g.closing { // Close ran between add and the upgrade
 		go c.Close(websocket.StatusGoingAway, goingAway)
 	}
@@ -208,13 +210,15 @@ func (g *sessions) done() { g.wg.Done() }
 
 const goingAway = "the gateway is shutting down; reconnect (phones: with after_seq)"
 
-// cut ends every socket at once: their reads fail and their goroutines exit.
+// cut ends every socket at once by closing its TCP connection: reads and
+// close handshakes under way fail, and the sockets' goroutines exit.
+// (CloseNow would wait for a handshake under way, up to 5 s.)
 func (g *sessions) cut() {
 	g.stop()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for c := range g.open {
-		c.CloseNow()
+	for _, nc := range g.open {
+		nc.Close()
 	}
 }
 

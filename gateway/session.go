@@ -181,14 +181,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
 		return
 	}
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	hj := &hijacker{ResponseWriter: w, small: true}
+	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		s.sessions.done()
 		s.log.Debug("websocket accept", "err", err)
 		return
 	}
 	c.SetReadLimit(MaxFrameBytes)
-	untrack := s.sessions.track(c)
+	untrack := s.sessions.track(c, hj.conn)
 
 	ctx := s.sessions.ctx
 	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx,
@@ -300,9 +301,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	strikes := 0
 	for {
 		// ctx is the server's, shared by every socket: a context of the
-		// socket's own would cost it about a kilobyte. Cancelling it at
-		// shutdown ends every Read at once, where CloseNow would wait for a
-		// close handshake already under way.
+		// socket's own would cost it about a kilobyte.
 		typ, data, err := c.Read(ctx)
 		if err != nil {
 			// The peer left, or the socket is already being closed (too

@@ -270,3 +270,28 @@ func readServerFrame(t *testing.T, r *bufio.Reader) []byte {
 	}
 	return b
 }
+
+// TestCloseCutsPhonesThatDoNotAnswer: a phone that never reads does not
+// answer the 1001; Close must cut it after its grace, not wait out the
+// close handshake.
+func TestCloseCutsPhonesThatDoNotAnswer(t *testing.T) {
+	s, hs := startGateway(t)
+	for i := range 3 {
+		c := dialDriver(t, s, hs, "silent-"+strconv.Itoa(i)) // nobody reads c
+		defer c.CloseNow()
+	}
+	waitFor(t, "3 sessions", func() bool {
+		s.sessions.mu.Lock()
+		defer s.sessions.mu.Unlock()
+		return len(s.sessions.open) == 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Close took %s; want about closeGrace (%s)", took, closeGrace)
+	}
+}

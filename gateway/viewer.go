@@ -38,13 +38,14 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 		return
 	}
 	defer s.sessions.done()
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	hj := &hijacker{ResponseWriter: w}
+	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		s.log.Debug("websocket accept", "err", err)
 		return
 	}
 	c.SetReadLimit(MaxFrameBytes)
-	defer s.sessions.track(c)()
+	defer s.sessions.track(c, hj.conn)()
 	connectionsGauge.WithLabelValues(RoleViewer).Inc()
 	defer connectionsGauge.WithLabelValues(RoleViewer).Dec()
 
