@@ -172,7 +172,7 @@ type sessions struct {
 	closing bool
 	// open maps each socket to its TCP connection, which cut closes.
 	open map[*websocket.Conn]net.Conn
-	wg      sync.WaitGroup
+	wg   sync.WaitGroup
 }
 
 func newSessions() *sessions {
