@@ -212,11 +212,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		err := srv.Shutdown(shutCtx)
-		if gw != nil { // upgraded sockets are the gateway's, not the HTTP server's
-			err = errors.Join(err, gw.Close(shutCtx))
+		// Requests in flight get two seconds. A connection that never sent
+		// a request (a client's spare) keeps Shutdown waiting five by
+		// net/http's rule, so Close then ends whatever is left.
+		httpCtx, cancelHTTP := context.WithTimeout(shutCtx, 2*time.Second)
+		defer cancelHTTP()
+		if err := srv.Shutdown(httpCtx); err != nil {
+			log.Warn("http connections still open at shutdown; closing them", "err", err)
+			if err := srv.Close(); err != nil {
+				return fmt.Errorf("close http server: %w", err)
+			}
 		}
-		return err
+		if gw != nil { // upgraded sockets are the gateway's, not the HTTP server's
+			return gw.Close(shutCtx)
+		}
+		return nil
 	})
 	addr := ln.Addr().String()
 	log.Info("listening", "addr", addr, "services", opt.Services)

@@ -87,6 +87,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	phoneCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := newRunner(phoneCtx, Config{Target: cfg.Target, IDPrefix: cfg.IDPrefix, Connecting: cfg.Connecting}, base)
+	defer r.http.CloseIdleConnections()
 	if err := r.probe(ctx); err != nil {
 		return nil, err
 	}
