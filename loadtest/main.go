@@ -1,6 +1,6 @@
 // Command loadtest drives simulated phones at a hexride platform on this
 // machine and reports what it measured: ping throughput, match rate,
-// request→offer and request→accepted latency, push latency, pickup distance
+// request→offer and request→accepted latency, trip push and ping→rider latency, pickup distance
 // and errors by code. The phones speak only the public WebSocket contract;
 // see package sim for the city and their behaviour.
 //

@@ -70,7 +70,9 @@
 // Run returns a Report: pings sent and accepted (not answered with an
 // error) per second; requests and their outcomes; the match rate; HDR
 // histograms (p50/p90/p99/max) of request→offer (ride.request sent → the
-// rider's first trip push in state OFFERED), request→accepted, push latency
-// (receive time minus the push's own updated_at or at) and offered pickup
-// distance; and errors by code and by command.
+// rider's first trip push in state OFFERED), request→accepted, trip push
+// latency (receive time minus the push's updated_at), ping→rider latency
+// (receive time of a driver.location push minus its at, when the gateway
+// took the ping) and offered pickup distance; and errors by code and by
+// command.
 package sim

@@ -25,7 +25,8 @@ type metrics struct {
 	mu            sync.Mutex
 	reqToOffer    *hdrhistogram.Histogram // µs
 	reqToAccepted *hdrhistogram.Histogram // µs
-	push          *hdrhistogram.Histogram // µs
+	push          *hdrhistogram.Histogram // µs, trip pushes
+	location      *hdrhistogram.Histogram // µs, driver.location pushes
 	pickup        *hdrhistogram.Histogram // m
 	errs          map[string]int64        // server error code → count
 	errsByCmd     map[string]int64        // "command code" → count
@@ -41,6 +42,7 @@ func newMetrics() *metrics {
 		reqToOffer:    hdrhistogram.New(1, maxLatencyMicros, 3),
 		reqToAccepted: hdrhistogram.New(1, maxLatencyMicros, 3),
 		push:          hdrhistogram.New(1, maxLatencyMicros, 3),
+		location:      hdrhistogram.New(1, maxLatencyMicros, 3),
 		pickup:        hdrhistogram.New(1, 1_000_000, 3),
 		errs:          map[string]int64{},
 		errsByCmd:     map[string]int64{},
@@ -67,15 +69,25 @@ func (m *metrics) requestToAccepted(d time.Duration) {
 	m.mu.Unlock()
 }
 
-// pushLatency records now minus a push's server timestamp (same machine, so
+// pushLatency records now minus a trip push's updated_at (same machine, so
 // the clocks agree).
 func (m *metrics) pushLatency(serverTime string, now time.Time) {
+	m.since(m.push, serverTime, now)
+}
+
+// locationLatency records now minus a driver.location push's at: when the
+// gateway took the ping, so this is ping → rider, two hops.
+func (m *metrics) locationLatency(serverTime string, now time.Time) {
+	m.since(m.location, serverTime, now)
+}
+
+func (m *metrics) since(h *hdrhistogram.Histogram, serverTime string, now time.Time) {
 	t, ok := parseTime(serverTime)
 	if !ok {
 		return
 	}
 	m.mu.Lock()
-	_ = m.push.RecordValue(micros(now.Sub(t)))
+	_ = h.RecordValue(micros(now.Sub(t)))
 	m.mu.Unlock()
 }
 

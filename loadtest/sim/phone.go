@@ -355,7 +355,7 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 		case pushTrip:
 			p.r.m.pushLatency(f.UpdatedAt, now)
 		case pushDriverLoc:
-			p.r.m.pushLatency(f.At, now)
+			p.r.m.locationLatency(f.At, now)
 		}
 		p.b.push(f, now)
 	}

@@ -126,9 +126,13 @@ type LatencyStats struct {
 	// RequestToAccepted is ride.request sent → the rider's first trip push
 	// in state ACCEPTED (or later).
 	RequestToAccepted Percentiles `json:"request_to_accepted"`
-	// Push is local receive time − the push's own timestamp (updated_at of
-	// trip, at of driver.location).
+	// Push is local receive time − a trip push's updated_at: tripstate's
+	// transition to the phone, one hop.
 	Push Percentiles `json:"push"`
+	// DriverLocation is local receive time − a driver.location push's at:
+	// the gateway taking the driver's ping to the rider getting it, two
+	// hops (the ping consumers fetch in bulk, which adds up to ~45 ms).
+	DriverLocation Percentiles `json:"driver_location"`
 }
 
 // ConnStats counts socket trouble.
@@ -206,7 +210,8 @@ func (m *metrics) report(cfg Config, started time.Time, elapsed time.Duration) *
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r.Latency = LatencyStats{RequestToOffer: summarise(m.reqToOffer, 1000),
-		RequestToAccepted: summarise(m.reqToAccepted, 1000), Push: summarise(m.push, 1000)}
+		RequestToAccepted: summarise(m.reqToAccepted, 1000), Push: summarise(m.push, 1000),
+		DriverLocation: summarise(m.location, 1000)}
 	r.PickupDistanceM = summarise(m.pickup, 1)
 	r.Errors, r.ErrorsByCommand, r.ClientFailures = maps.Clone(m.errs), maps.Clone(m.errsByCmd), maps.Clone(m.client)
 	if len(m.first) > 0 {
@@ -337,7 +342,8 @@ func (r *Report) percentileRows() []percentileRow {
 	return []percentileRow{
 		{"request→offer (ms)", r.Latency.RequestToOffer},
 		{"request→accepted (ms)", r.Latency.RequestToAccepted},
-		{"push latency (ms)", r.Latency.Push},
+		{"trip push latency (ms)", r.Latency.Push},
+		{"ping→rider latency (ms)", r.Latency.DriverLocation},
 		{"pickup distance (m)", r.PickupDistanceM},
 	}
 }

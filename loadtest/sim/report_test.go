@@ -21,6 +21,7 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 	now := time.Now()
 	m.pushLatency(now.Add(-40*time.Millisecond).UTC().Format(contractTimestamp), now)
 	m.pushLatency("not a time", now) // ignored
+	m.locationLatency(now.Add(-70*time.Millisecond).UTC().Format(contractTimestamp), now)
 	m.pingsSent.Add(500)
 	m.pingErrors.Add(20)
 	m.requestsSent.Add(12)
@@ -61,6 +62,9 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 	near("request→accepted p99", a.P99, 1980)
 	near("request→accepted max", a.Max, 2000)
 	near("pickup p90", rep.PickupDistanceM.P90, 900)
+	if p := rep.Latency.DriverLocation; p.Count != 1 || p.Max < 70 || p.Max > 75 {
+		t.Errorf("ping→rider latency %+v, want one value of about 70 ms", p)
+	}
 	if p := rep.Latency.Push; p.Count != 1 || p.Max < 40 || p.Max > 45 {
 		t.Errorf("push latency %+v, want one value of about 40 ms", p)
 	}
