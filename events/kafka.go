@@ -120,12 +120,12 @@ type ProducerConfig struct {
 	// driver, and a timer under a millisecond fires a millisecond late on
 	// an idle process: docs/loadtest.md has the figures.
 	Linger time.Duration
-	// Logger reports driver events that Send lost (default slog.Default()).
-	Logger *slog.Logger
 	// PingLinger is the same for driver events. Pings are most of the
 	// traffic, and fuller batches cost the broker and the gateway less per
 	// ping: the platform lingers 5ms on them.
 	PingLinger time.Duration
+	// Logger reports driver events that Send lost (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // NewProducer builds a producer whose batches all linger for at most linger.

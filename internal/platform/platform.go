@@ -134,7 +134,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	if err := rdb.Ping(startCtx).Err(); err != nil {
 		return fmt.Errorf("connect to redis at %s: %w", redisAddr, err)
 	}
-	producer := ev.NewProducerWith(ev.ProducerConfig{Brokers: brokers, Linger: cfg.KafkaLinger, PingLinger: cfg.KafkaPingLinger})
+	producer := ev.NewProducerWith(ev.ProducerConfig{Brokers: brokers, Linger: cfg.KafkaLinger, PingLinger: cfg.KafkaPingLinger,
+		Logger: log.With("producer", "events")})
 	defer producer.Close()
 
 	ready := func(ctx context.Context) error {
