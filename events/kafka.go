@@ -114,11 +114,10 @@ func (p *Producer) pingsDone(msgs []kafka.Message, err error) {
 type ProducerConfig struct {
 	Brokers []string
 	// Linger is how long a batch of control events waits for company before
-	// it is sent; 0 (the default) sends it as soon as the partition's
-	// writer is free, so batches still form while a write is in flight. A
-	// ride request crosses four such batches before its offer reaches a
-	// driver, and a timer under a millisecond fires a millisecond late on
-	// an idle process: docs/loadtest.md has the figures.
+	// it is sent; 0 (the default) sends each at once, in a batch of its
+	// own. A ride request crosses four such batches before its offer
+	// reaches a driver, and a batch timer, however short, waits for the
+	// scheduler to notice it: docs/loadtest.md has the figures.
 	Linger time.Duration
 	// PingLinger is the same for driver events. Pings are most of the
 	// traffic, and fuller batches cost the broker and the gateway less per
@@ -143,25 +142,33 @@ func NewProducer(brokers []string, linger time.Duration) *Producer {
 //   - BatchTimeout of a millisecond or a few: the default, 1 s, makes every
 //     lone synchronous write wait a second.
 func NewProducerWith(cfg ProducerConfig) *Producer {
+	// Without a linger, each control event is a batch of its own, sent at
+	// once: kafka-go sends a batch when it is full or its timer fires, and
+	// even a 1ns timer waits for a scheduler to notice it, up to
+	// milliseconds on busy cores. Batches of one cost a produce request
+	// each; control events are few next to pings.
+	controlBatch := 1000
 	if cfg.Linger <= 0 {
 		cfg.Linger = time.Nanosecond // kafka-go reads 0 as its default, 1s
+		controlBatch = 1
 	}
 	if cfg.PingLinger <= 0 {
 		cfg.PingLinger = time.Nanosecond
 	}
-	writer := func(linger time.Duration) *kafka.Writer {
+	writer := func(linger time.Duration, batch int) *kafka.Writer {
 		return &kafka.Writer{
 			Addr:            kafka.TCP(cfg.Brokers...),
 			Balancer:        &kafka.Hash{},
 			RequiredAcks:    kafka.RequireAll,
 			BatchTimeout:    linger,
-			BatchSize:       1000,
+			BatchSize:       batch,
 			MaxAttempts:     5,
 			WriteBackoffMin: 20 * time.Millisecond,
 			WriteBackoffMax: 500 * time.Millisecond,
 		}
 	}
-	p := &Producer{w: writer(cfg.Linger), pings: writer(cfg.PingLinger), queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
+	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, 1000),
+		queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
