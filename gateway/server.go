@@ -269,6 +269,9 @@ func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Produ
 	sub := s.rdb.Subscribe(ctx, forwardChannel(s.replica))
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil { // wait for the subscription
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("subscribe to %s: %w", forwardChannel(s.replica), err)
 	}
 	g, ctx := errgroup.WithContext(ctx)

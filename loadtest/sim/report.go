@@ -131,7 +131,7 @@ type LatencyStats struct {
 	Push Percentiles `json:"push"`
 	// DriverLocation is local receive time − a driver.location push's at:
 	// the gateway taking the driver's ping to the rider getting it, two
-	// hops (the ping consumers fetch in bulk, which adds up to ~45 ms).
+	// hops (the ping consumers fetch in bulk, which adds up to ~190 ms).
 	DriverLocation Percentiles `json:"driver_location"`
 }
 
