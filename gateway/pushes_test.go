@@ -82,3 +82,43 @@ func TestHandlePushesRefusesBadPushes(t *testing.T) {
 		})
 	}
 }
+
+// TestLateLocationsAreDropped: a driver.location relay about a trip that has
+// ended is not numbered or delivered; the rest of the batch is, in order.
+func TestLateLocationsAreDropped(t *testing.T) {
+	s, _ := startGateway(t)
+	ctx := context.Background()
+	at := time.Now()
+	push := func(id, msg string) ev.Envelope {
+		e, err := ev.NewWithID(id, ev.TypePush, "r-1", at, ev.Push{UserID: "r-1", Message: []byte(msg)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	batch := []ev.Envelope{
+		push("a", `{"type":"driver.location","trip_id":"live-1","lat":1,"lng":2}`),
+		push("b", `{"type":"trip","trip_id":"ended-1","state":"COMPLETED"}`),
+		push("c", `{"type":"driver.location","trip_id":"ended-1","lat":1,"lng":2}`),
+		push("d", `{"type":"driver.location","trip_id":"live-1","lat":3,"lng":4}`),
+	}
+	if err := s.HandlePushes(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	msgs, gap, err := s.pushes.Since(ctx, "r-1", 0)
+	if err != nil || gap {
+		t.Fatalf("read the log: %v (gap %v)", err, gap)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, string(m.Msg))
+	}
+	want := []string{
+		`{"seq":1,"type":"driver.location","trip_id":"live-1","lat":1,"lng":2}`,
+		`{"seq":2,"type":"trip","trip_id":"ended-1","state":"COMPLETED"}`,
+		`{"seq":3,"type":"driver.location","trip_id":"live-1","lat":3,"lng":4}`,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("log %q\nwant %q", got, want)
+	}
+}

@@ -43,6 +43,8 @@ type TripReader interface {
 	Legal(state, command string) bool
 	Trip(ctx context.Context, id string) (ev.Trip, bool, error)
 	CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error)
+	// Ended says which of the trips have ended (or do not exist).
+	Ended(ctx context.Context, tripIDs []string) (map[string]bool, error)
 }
 
 // Config of the gateway. Zero values take the defaults.
@@ -101,6 +103,9 @@ var (
 	connectionsGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "hexride_gateway_connections", Help: "Open WebSocket connections, by role.",
 	}, []string{"role"})
+	lateLocations = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hexride_gateway_late_locations_dropped_total", Help: "driver.location pushes dropped because their trip had ended.",
+	})
 	framesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "hexride_gateway_frames_total", Help: "Client frames received, by type (\"invalid\" if undecodable).",
 	}, []string{"type"})
@@ -341,6 +346,10 @@ func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) error {
 		}
 		ps[i] = ToNumber{ID: e.ID, User: p.UserID, Msg: p.Message}
 	}
+	ps, err := s.dropLateLocations(ctx, ps)
+	if err != nil {
+		return err
+	}
 	ns, err := s.pushes.NumberAll(ctx, ps)
 	if err != nil {
 		return err
@@ -351,6 +360,49 @@ func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// dropLateLocations removes driver.location pushes about trips that have
+// ended: the contract sends them only while the trip is under way, but
+// tripstate relays pings apart from the transitions, so a relay can reach
+// the log just behind the trip's last push. A user's pushes share one
+// partition and are handled in order, and tripstate stores a trip's end
+// before it pushes it, so checking here, just before numbering, lets no
+// late relay through.
+func (s *Server) dropLateLocations(ctx context.Context, ps []ToNumber) ([]ToNumber, error) {
+	tripOf := make([]string, len(ps))
+	var ids []string
+	seen := map[string]bool{}
+	for i, t := range ps {
+		var m struct {
+			Type   string `json:"type"`
+			TripID string `json:"trip_id"`
+		}
+		if json.Unmarshal(t.Msg, &m) != nil || m.Type != ev.PushDriverLocation {
+			continue
+		}
+		tripOf[i] = m.TripID
+		if !seen[m.TripID] {
+			seen[m.TripID] = true
+			ids = append(ids, m.TripID)
+		}
+	}
+	if len(ids) == 0 {
+		return ps, nil
+	}
+	ended, err := s.trips.Ended(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("check trips of driver.location pushes: %w", err)
+	}
+	kept := ps[:0:0]
+	for i, t := range ps {
+		if tripOf[i] != "" && ended[tripOf[i]] {
+			lateLocations.Inc()
+			continue
+		}
+		kept = append(kept, t)
+	}
+	return kept, nil
 }
 
 // route hands a numbered push to every replica holding a socket of user:

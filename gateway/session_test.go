@@ -52,6 +52,15 @@ func (noTrips) CurrentTrip(context.Context, string, string) (ev.Trip, bool, erro
 	return ev.Trip{}, false, nil
 }
 
+// Ended reports the trips whose ids start with "ended-" as ended.
+func (noTrips) Ended(_ context.Context, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, id := range ids {
+		out[id] = strings.HasPrefix(id, "ended-")
+	}
+	return out, nil
+}
+
 func startGateway(t *testing.T) (*Server, *httptest.Server) {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t)

@@ -324,3 +324,24 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 		t.Fatalf("unknown driver event: %v, want a permanent error", err)
 	}
 }
+
+func TestEnded(t *testing.T) {
+	svc, store, _ := newService(t)
+	ctx := context.Background()
+	steps := ride(t)
+	for _, e := range steps[:5] { // IN_PROGRESS
+		if err := svc.HandleCommand(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := store.Ended(ctx, []string{"t1", "no-such-trip"})
+	if err != nil || got["t1"] || !got["no-such-trip"] {
+		t.Fatalf("Ended = %v (%v); want t1 under way and the unknown trip ended", got, err)
+	}
+	if err := svc.HandleCommand(ctx, steps[5]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.Ended(ctx, []string{"t1"}); err != nil || !got["t1"] {
+		t.Fatalf("Ended after completion = %v (%v); want t1 ended", got, err)
+	}
+}

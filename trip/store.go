@@ -118,6 +118,39 @@ func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, 
 	return t, last, true, nil
 }
 
+// Ended reports, for each trip id, whether the trip has ended (or does
+// not exist), in one round trip.
+func (s *Store) Ended(ctx context.Context, ids []string) (map[string]bool, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.HGet(ctx, tripKey(id), "json")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read %d trips: %w", len(ids), err)
+	}
+	ended := make(map[string]bool, len(ids))
+	for i, c := range cmds {
+		raw, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			ended[ids[i]] = true
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("read trip %s: %w", ids[i], err)
+		}
+		var t struct {
+			State string `json:"state"`
+		}
+		if err := json.Unmarshal([]byte(raw), &t); err != nil {
+			return nil, fmt.Errorf("decode stored trip %s: %w", ids[i], err)
+		}
+		ended[ids[i]] = ev.Terminal(t.State)
+	}
+	return ended, nil
+}
+
 // Legal reports whether command is a transition out of state.
 func (s *Store) Legal(state, command string) bool {
 	_, ok := Next(state, command)
