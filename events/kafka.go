@@ -183,18 +183,29 @@ func NewProducerWith(cfg ProducerConfig) *Producer {
 // driver events too. A failure is logged and counted, not returned; only a
 // full queue makes Send wait.
 func (p *Producer) Send(ctx context.Context, outs ...Outgoing) error {
-	msgs := make([]kafka.Message, len(outs))
-	for i, o := range outs {
+	for _, o := range outs {
 		if o.Topic != TopicDriverEvents {
 			return fmt.Errorf("send %s to %s: only driver events are sent without an ack", o.Env.ID, o.Topic)
 		}
+	}
+	msgs, err := messages(outs)
+	if err != nil {
+		return err
+	}
+	return p.writePings(ctx, msgs, nil)
+}
+
+// messages encodes outs for kafka-go.
+func messages(outs []Outgoing) ([]kafka.Message, error) {
+	msgs := make([]kafka.Message, len(outs))
+	for i, o := range outs {
 		b, err := encode(o.Env)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		msgs[i] = kafka.Message{Topic: o.Topic, Key: []byte(o.Env.Key), Value: b}
 	}
-	return p.writePings(ctx, msgs, nil)
+	return msgs, nil
 }
 
 // writePings hands msgs to the pings writer once the queue has room; with
@@ -289,13 +300,9 @@ func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	msgs := make([]kafka.Message, len(outs))
-	for i, o := range outs {
-		b, err := encode(o.Env)
-		if err != nil {
-			return err
-		}
-		msgs[i] = kafka.Message{Topic: o.Topic, Key: []byte(o.Env.Key), Value: b}
+	msgs, err := messages(outs)
+	if err != nil {
+		return err
 	}
 	if err := p.write(ctx, msgs); err != nil {
 		return fmt.Errorf("publish %d event(s): %w", len(outs), err)
@@ -537,51 +544,45 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 		es[i] = e
 	}
 	observeDelay(cfg.Group, cfg.Topic, es...)
-	backoff := newBackoff()
-	for {
-		err := h(ctx, es)
-		if err == nil {
-			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Add(float64(len(es)))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, ErrPermanent) {
-			return each()
-		}
-		first := msgs[0]
-		log.Warn("batch handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", len(msgs), "err", err)
-		handlerRetries.WithLabelValues(cfg.Group, cfg.Topic).Inc()
-		if !backoff.wait(ctx) {
-			return ctx.Err()
-		}
+	err := retry(ctx, cfg, log, msgs, func() error { return h(ctx, es) })
+	if errors.Is(err, ErrPermanent) {
+		return each()
 	}
+	return err
 }
 
 // handle runs the handler on one message until it succeeds, is dead-lettered,
 // or ctx ends.
 func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, m kafka.Message) error {
+	e, err := Decode(m.Value) // its errors are permanent
+	if err == nil {
+		observeDelay(cfg.Group, cfg.Topic, e)
+		err = retry(ctx, cfg, log, []kafka.Message{m}, func() error { return h(ctx, e) })
+	}
+	if errors.Is(err, ErrPermanent) {
+		return deadLetter(ctx, cfg, log, m, err)
+	}
+	return err
+}
+
+// retry runs try, the handling of msgs, until it succeeds, fails for good
+// (that error is returned) or ctx ends.
+func retry(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, msgs []kafka.Message, try func() error) error {
 	backoff := newBackoff()
-	for first := true; ; first = false {
-		e, err := Decode(m.Value)
+	for {
+		err := try()
 		if err == nil {
-			if first {
-				observeDelay(cfg.Group, cfg.Topic, e)
-			}
-			err = h(ctx, e)
-		}
-		if err == nil {
-			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Add(float64(len(msgs)))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if errors.Is(err, ErrPermanent) {
-			return deadLetter(ctx, cfg, log, m, err)
+			return err
 		}
-		log.Warn("handler failed; retrying", "partition", m.Partition, "offset", m.Offset, "err", err)
+		first := msgs[0]
+		log.Warn("handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", len(msgs), "err", err)
 		handlerRetries.WithLabelValues(cfg.Group, cfg.Topic).Inc()
 		if !backoff.wait(ctx) {
 			return ctx.Err()
