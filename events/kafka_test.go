@@ -260,27 +260,13 @@ func TestConsumeBatches(t *testing.T) {
 		t.Fatalf("largest batch %d; want the queued events together", largest)
 	}
 	var dead []string
-	for part := range 2 {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: TopicDeadLetters, Partition: part, MaxWait: 100 * time.Millisecond})
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, time.Second)
-			m, err := r.ReadMessage(rctx)
-			rcancel()
-			if err != nil {
-				break
-			}
-			e, err := Decode(m.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var dl DeadLetter
-			if err := e.DecodePayload(&dl); err != nil {
-				t.Fatal(err)
-			}
-			v, _ := Decode([]byte(dl.Value))
-			dead = append(dead, v.ID)
+	for _, e := range readTopic(ctx, t, brokers, TopicDeadLetters, 2) {
+		var dl DeadLetter
+		if err := e.DecodePayload(&dl); err != nil {
+			t.Fatal(err)
 		}
-		r.Close()
+		v, _ := Decode([]byte(dl.Value))
+		dead = append(dead, v.ID)
 	}
 	if len(dead) != 1 || dead[0] != "bad" {
 		t.Fatalf("dead letters %v, want just bad", dead)
@@ -323,25 +309,11 @@ func TestSendKeepsOrderWithPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][]string{}
-	total := 0
-	for part := range 4 {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: TopicDriverEvents, Partition: part, MaxWait: 100 * time.Millisecond})
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			m, err := r.ReadMessage(rctx)
-			rcancel()
-			if err != nil {
-				break
-			}
-			e, err := Decode(m.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got[e.Key] = append(got[e.Key], e.ID)
-			total++
-		}
-		r.Close()
+	all := readTopic(ctx, t, brokers, TopicDriverEvents, 4)
+	for _, e := range all {
+		got[e.Key] = append(got[e.Key], e.ID)
 	}
+	total := len(all)
 	if total != drivers*each+1 {
 		t.Fatalf("read %d events, want %d", total, drivers*each+1)
 	}
@@ -355,4 +327,29 @@ func TestSendKeepsOrderWithPublish(t *testing.T) {
 	if ids := got["d0"]; ids[len(ids)-1] != "d0-zzz" {
 		t.Fatalf("the acknowledged event is not last on its key: %v", ids[len(ids)-3:])
 	}
+}
+
+// readTopic reads every event on topic's partitions, each in its order,
+// stopping at a partition when nothing more arrives for half a second.
+func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int) []Envelope {
+	t.Helper()
+	var out []Envelope
+	for part := range partitions {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: part, MaxWait: 100 * time.Millisecond})
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			m, err := r.ReadMessage(rctx)
+			rcancel()
+			if err != nil {
+				break
+			}
+			e, err := Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+		r.Close()
+	}
+	return out
 }
