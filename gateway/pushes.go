@@ -64,15 +64,11 @@ type Numbered struct {
 
 // Number assigns the next seq to a push identified by id and stores it.
 func (p *Pushes) Number(ctx context.Context, id, user string, msg []byte) (Numbered, error) {
-	if err := checkPushMessage(id, msg); err != nil {
+	ns, err := p.NumberAll(ctx, []ToNumber{{ID: id, User: user, Msg: msg}})
+	if err != nil {
 		return Numbered{}, err
 	}
-	res, err := numberScript.Run(ctx, p.rdb, []string{seenKey(id), seqKey(user), listKey(user), presenceKey(user)},
-		msg, p.keep(), retainFor, counterFor, seenFor).Slice()
-	if err != nil {
-		return Numbered{}, fmt.Errorf("number push %s for %s: %w", id, user, err)
-	}
-	return numbered(res), nil
+	return ns[0], nil
 }
 
 func checkPushMessage(id string, msg []byte) error {

@@ -232,8 +232,8 @@ func (g *sessions) cut() {
 const closeGrace = time.Second
 
 // close sends every socket a close frame (1001) and waits for their
-// goroutines; after closeGrace it cancels the sockets' context, which cuts
-// what is left, and it gives up only when ctx ends.
+// goroutines; after closeGrace (or when ctx ends) it cuts what is left, and
+// it gives up only when ctx ends.
 func (g *sessions) close(ctx context.Context) error {
 	g.mu.Lock()
 	g.closing = true

@@ -177,19 +177,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		afterSeq = n
 	}
-	if !s.sessions.add() {
-		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+	c, release, ok := s.upgrade(w, r, true)
+	if !ok {
 		return
 	}
-	hj := &hijacker{ResponseWriter: w, small: true}
-	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-	if err != nil {
-		s.sessions.done()
-		s.log.Debug("websocket accept", "err", err)
-		return
-	}
-	c.SetReadLimit(MaxFrameBytes)
-	untrack := s.sessions.track(c, hj.conn)
 
 	ctx := s.sessions.ctx
 	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx,
@@ -202,8 +193,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.log.Warn("read seq", "user", sess.user, "err", err)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
-			untrack()
-			s.sessions.done()
+			release()
 			return
 		}
 		sess.lastSeq = cur
@@ -217,10 +207,30 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket outlives this handler: returning frees the request's
 	// state, and the session's one goroutine reads until the socket ends.
 	go func() {
-		defer s.sessions.done()
-		defer untrack()
+		defer release()
 		s.runSession(sess, afterSeq)
 	}()
+}
+
+// upgrade turns the request into a socket the gateway's sessions own
+// (small: with phone-sized buffers). release, once the socket is done,
+// lets Close stop waiting for it. ok is false if the gateway is shutting
+// down or the upgrade failed; the client has its answer then.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, small bool) (c *websocket.Conn, release func(), ok bool) {
+	if !s.sessions.add() {
+		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+		return nil, nil, false
+	}
+	hj := &hijacker{ResponseWriter: w, small: small}
+	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		s.sessions.done()
+		s.log.Debug("websocket accept", "err", err)
+		return nil, nil, false
+	}
+	c.SetReadLimit(MaxFrameBytes)
+	untrack := s.sessions.track(c, hj.conn)
+	return c, func() { untrack(); s.sessions.done() }, true
 }
 
 // runSession replays what a resuming phone missed, reads its frames until the

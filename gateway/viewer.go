@@ -33,19 +33,11 @@ func (s *Server) RunLiveMap(ctx context.Context, brokers []string, dead *ev.Prod
 // the hub replaces the unsent frame with a newer snapshot; nothing upstream
 // ever waits for a viewer.
 func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Claims) {
-	if !s.sessions.add() {
-		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+	c, release, ok := s.upgrade(w, r, false)
+	if !ok {
 		return
 	}
-	defer s.sessions.done()
-	hj := &hijacker{ResponseWriter: w}
-	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
-	if err != nil {
-		s.log.Debug("websocket accept", "err", err)
-		return
-	}
-	c.SetReadLimit(MaxFrameBytes)
-	defer s.sessions.track(c, hj.conn)()
+	defer release()
 	connectionsGauge.WithLabelValues(RoleViewer).Inc()
 	defer connectionsGauge.WithLabelValues(RoleViewer).Dec()
 

@@ -185,14 +185,12 @@ func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, 
 // DriverClaim returns the trip (and its rider) a driver is busy with, from
 // acceptance until the trip ends.
 func (s *Store) DriverClaim(ctx context.Context, driverID string) (tripID, riderID string, ok bool, err error) {
-	v, err := s.rdb.Get(ctx, driverClaimKey(driverID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", "", false, nil
-	} else if err != nil {
-		return "", "", false, fmt.Errorf("claim of driver %s: %w", driverID, err)
+	claims, err := s.DriverClaims(ctx, []string{driverID})
+	if err != nil {
+		return "", "", false, err
 	}
-	tripID, riderID, _ = strings.Cut(v, " ")
-	return tripID, riderID, true, nil
+	c, ok := claims[driverID]
+	return c.TripID, c.RiderID, ok, nil
 }
 
 // Claim is the trip (and its rider) a driver is busy with.
