@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -189,11 +188,7 @@ func (r *runner) tokens(ctx context.Context, cfg IdleConfig) ([]string, error) {
 func (r *runner) dialIdle(ctx context.Context, tok string) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, r.wsURL, &websocket.DialOptions{
-		HTTPClient:      r.wsClient,
-		HTTPHeader:      http.Header{"Authorization": {"Bearer " + tok}},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	c, err := r.dialWS(ctx, r.wsURL, tok)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -268,11 +263,7 @@ func metricValue(m *dto.Metric) float64 {
 }
 
 // WriteJSON writes the report as indented JSON.
-func (r *IdleReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
+func (r *IdleReport) WriteJSON(w io.Writer) error { return writeIndentedJSON(w, r) }
 
 // WriteTable writes the report for people.
 func (r *IdleReport) WriteTable(w io.Writer) error {

@@ -269,17 +269,24 @@ func (p *phone) dial(resume bool) (*websocket.Conn, error) {
 		u += "?after_seq=" + strconv.FormatInt(p.lastSeq, 10)
 		p.mu.Unlock()
 	}
-	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient:      p.r.wsClient,
-		HTTPHeader:      http.Header{"Authorization": {"Bearer " + tok}},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	c, err := p.r.dialWS(ctx, u, tok)
 	if err != nil {
 		p.r.m.clientFailure("dial", err)
 		return nil, err
 	}
 	c.SetReadLimit(64 << 10)
 	return c, nil
+}
+
+// dialWS opens a socket at u with token tok, as the apps do: no
+// compression, handshakes on the runner's unpooled client.
+func (r *runner) dialWS(ctx context.Context, u, tok string) (*websocket.Conn, error) {
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
+		HTTPClient:      r.wsClient,
+		HTTPHeader:      http.Header{"Authorization": {"Bearer " + tok}},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	return c, err
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
