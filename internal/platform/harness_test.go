@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -26,6 +27,9 @@ type env struct {
 	run     *Running
 	brokers []string
 	cfg     Config
+	// stop cancels the platform and returns what Run returned (at most
+	// 20s later); the test's cleanup calls it too.
+	stop func() error
 }
 
 func testConfig() Config {
@@ -71,18 +75,25 @@ func startOn(t *testing.T, cfg Config, brokers []string, services ...string) *en
 		cancel()
 		t.Fatal("platform did not start within 20s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("platform stopped with error: %v", err)
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(20 * time.Second):
+				stopErr = errors.New("platform did not stop within 20s of cancel")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("platform did not stop within 20s of cancel")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("platform stopped with error: %v", err)
 		}
 	})
-	return &env{t: t, run: run, brokers: brokers, cfg: cfg}
+	return &env{t: t, run: run, brokers: brokers, cfg: cfg, stop: stop}
 }
 
 type testWriter struct{ t *testing.T }
