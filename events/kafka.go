@@ -121,7 +121,7 @@ type ProducerConfig struct {
 	Linger time.Duration
 	// PingLinger is the same for driver events. Pings are most of the
 	// traffic, and fuller batches cost the broker and the gateway less per
-	// ping: the platform lingers 5ms on them.
+	// ping: the platform lingers 50ms on them (docs/loadtest.md).
 	PingLinger time.Duration
 	// Logger reports driver events that Send lost (default slog.Default()).
 	Logger *slog.Logger

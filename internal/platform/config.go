@@ -44,9 +44,9 @@ const DevSecret = "hexride-development-secret-do-not-use-in-production"
 func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, "HTTP listen address (WebSocket, health, metrics)")
 	s.String(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty runs an embedded broker (hexride only)")
-	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 8, "partitions of each topic hexride creates")
+	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 4, "partitions of each topic hexride creates: the most replicas of one service that share its work")
 	s.Duration(&c.KafkaLinger, "kafka-linger", "KAFKA_LINGER", 0, "how long a batch of trip commands, trip events or pushes waits for company before it is sent; 0 sends at once")
-	s.Duration(&c.KafkaPingLinger, "kafka-ping-linger", "KAFKA_PING_LINGER", 5*time.Millisecond, "the same for driver location and availability events")
+	s.Duration(&c.KafkaPingLinger, "kafka-ping-linger", "KAFKA_PING_LINGER", 50*time.Millisecond, "the same for driver location and availability events")
 	s.String(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "", "Redis host:port; empty runs an embedded Redis-protocol server (hexride only)")
 	s.Duration(&c.OfferTimeout, "offer-timeout", "HEXRIDE_OFFER_TIMEOUT", 10*time.Second, "how long a driver has to answer an offer")
 	s.Duration(&c.SearchDeadline, "search-deadline", "HEXRIDE_SEARCH_DEADLINE", 60*time.Second, "how long a request searches before NO_DRIVERS")
