@@ -123,10 +123,12 @@ func (c *client) until(t *testing.T, match func(map[string]any) bool) map[string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	var seen []string
 	for {
 		_, b, err := c.c.Read(ctx)
+		seen = append(seen, string(b))
 		if err != nil {
-			t.Fatalf("read: %v", err)
+			t.Fatalf("read: %v; frames before it: %s", err, seen)
 		}
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {
