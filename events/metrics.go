@@ -24,7 +24,7 @@ var (
 	eventDelay = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "hexride_events_delay_seconds",
 		Help:    "From an event's occurred_at to its handler receiving it, by group and topic.",
-		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1, 2, 5},
 	}, []string{"group", "topic"})
 	sendsLost = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "hexride_events_sends_lost_total", Help: "Driver events sent without an ack (fire and forget) that Kafka did not take.",

@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
-
 	ev "github.com/hexride/hexride/events"
 )
-
-var errNil = redis.Nil
 
 // outputs are the events one applied transition causes, with ids derived from
 // the trip and version so that re-sending them is recognisably the same:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,14 +82,14 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 	// A stale version can only come from another writer racing on the same
 	// trip (a rebalance); recompute from the fresh state a few times.
 	for attempt := 0; attempt < 5; attempt++ {
-		if done, err := s.replayIfApplied(ctx, e, cmd.TripID); done || err != nil {
-			return err
-		}
-		cur, exists, err := s.store.Trip(ctx, cmd.TripID)
+		snap, err := s.store.snapshot(ctx, e.ID, cmd.TripID)
 		if err != nil {
 			return err
 		}
-		c, err := decide(cur, exists, e, cmd)
+		if snap.applied {
+			return s.replay(ctx, snap)
+		}
+		c, err := decide(snap.trip, snap.exists, e, cmd)
 		if err == nil && e.Type == ev.TypeRideRequest {
 			c.deadline = e.OccurredAt.Add(s.Deadline)
 		}
@@ -106,7 +105,7 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 			transitionsTotal.WithLabelValues(c.update.Trip.State).Inc()
 			return s.pub.PublishAll(ctx, outputs(c.update)...)
 		case duplicate:
-			continue // replayIfApplied re-sends its outputs
+			continue // the next snapshot finds it applied and replays it
 		case stale:
 			continue
 		case driverBusy:
@@ -135,25 +134,16 @@ func (s *Service) rejected(e ev.Envelope, cmd ev.TripCommand, err error) error {
 	return ev.Permanent(fmt.Errorf("%s on trip %s: %w", e.Type, cmd.TripID, err))
 }
 
-// replayIfApplied re-publishes the outputs of an event that was already
-// applied, if the trip is still at the version that event made. (If the trip
-// has moved on, the later transition was applied by a consumer that had
-// already published this one's outputs: partitions are consumed in order.)
-func (s *Service) replayIfApplied(ctx context.Context, e ev.Envelope, tripID string) (bool, error) {
-	v, err := s.store.rdb.Get(ctx, eventKey(e.ID)).Result()
-	if err != nil {
-		if errors.Is(err, errNil) {
-			return false, nil
-		}
-		return false, fmt.Errorf("check event %s: %w", e.ID, err)
-	}
+// replay re-publishes the outputs of an event that was already applied, if
+// the trip is still at the version that event made. (If the trip has moved
+// on, the later transition was applied by a consumer that had already
+// published this one's outputs: partitions are consumed in order.)
+func (s *Service) replay(ctx context.Context, snap snapshot) error {
 	duplicatesTotal.Inc()
-	version, _ := strconv.ParseInt(v, 10, 64)
-	_, last, ok, err := s.store.load(ctx, tripID)
-	if err != nil || !ok || last == nil || last.Trip.Version != version {
-		return true, err
+	if !snap.exists || snap.last == nil || snap.last.Trip.Version != snap.appliedVersion {
+		return nil
 	}
-	return true, s.pub.PublishAll(ctx, outputs(*last)...)
+	return s.pub.PublishAll(ctx, outputs(*snap.last)...)
 }
 
 var commandTypes = map[string]struct{}{}

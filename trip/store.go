@@ -100,6 +100,11 @@ func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, 
 	if err != nil {
 		return ev.Trip{}, nil, false, fmt.Errorf("load trip %s: %w", id, err)
 	}
+	return decodeTrip(id, vals)
+}
+
+// decodeTrip decodes the json and last fields of a trip's hash.
+func decodeTrip(id string, vals []any) (ev.Trip, *ev.TripUpdated, bool, error) {
 	raw, ok := vals[0].(string)
 	if !ok {
 		return ev.Trip{}, nil, false, nil
@@ -116,6 +121,45 @@ func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, 
 		}
 	}
 	return t, last, true, nil
+}
+
+// snapshot is what a command is decided on.
+type snapshot struct {
+	// applied says the command's event was applied before, making the
+	// trip appliedVersion.
+	applied        bool
+	appliedVersion int64
+	trip           ev.Trip
+	last           *ev.TripUpdated
+	exists         bool
+}
+
+// snapshot reads whether event eventID was applied and the trip it is for
+// in one round trip: a command on the request path waits for each.
+func (s *Store) snapshot(ctx context.Context, eventID, tripID string) (snapshot, error) {
+	var get *redis.StringCmd
+	var hm *redis.SliceCmd
+	// Pipelined's own error is the first command's, redis.Nil included;
+	// each command's is checked below.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, eventKey(eventID))
+		hm = p.HMGet(ctx, tripKey(tripID), "json", "last")
+		return nil
+	})
+	var snap snapshot
+	switch v, err := get.Result(); {
+	case err == nil:
+		snap.applied = true
+		snap.appliedVersion, _ = strconv.ParseInt(v, 10, 64)
+	case !errors.Is(err, redis.Nil):
+		return snapshot{}, fmt.Errorf("check event %s: %w", eventID, err)
+	}
+	vals, err := hm.Result()
+	if err != nil {
+		return snapshot{}, fmt.Errorf("load trip %s: %w", tripID, err)
+	}
+	snap.trip, snap.last, snap.exists, err = decodeTrip(tripID, vals)
+	return snap, err
 }
 
 // Ended reports, for each trip id, whether the trip has ended (or does
