@@ -299,3 +299,49 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+var heading = 123.4
+
+var benchPing = DriverLocation{DriverID: "d-1234", Lat: 40.71234567, Lng: -74.00123456, Heading: &heading}
+
+// BenchmarkDecodeLocation is what each of the three consumer groups of
+// driver.events does for every ping: the envelope, then its payload. On the
+// project's machine, encoding/json took 4.7 µs and 17 allocations;
+// segmentio/encoding's json, 1.0 µs and 8.
+func BenchmarkDecodeLocation(b *testing.B) {
+	env, err := New(TypeDriverLocation, "d-1234", time.Now(), benchPing)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, err := encode(env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e, err := Decode(msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var p DriverLocation
+		if err := e.DecodePayload(&p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncodeLocation is the gateway's side of a ping: 2.5 µs with
+// encoding/json, 1.4 µs with segmentio/encoding.
+func BenchmarkEncodeLocation(b *testing.B) {
+	at := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		env, err := New(TypeDriverLocation, "d-1234", at, benchPing)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := encode(env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,12 +1,12 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/segmentio/encoding/json"
 )
 
 var (
