@@ -1,9 +1,12 @@
 package events
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -17,11 +20,25 @@ type EmbeddedBroker struct {
 // StartEmbeddedBroker listens on 127.0.0.1:port (0 picks a free port) with
 // every platform topic created with the given number of partitions. A
 // non-empty dataDir keeps the log on disk across restarts.
-func StartEmbeddedBroker(port, partitions int, dataDir string) (*EmbeddedBroker, error) {
+//
+// retention bounds how long events are kept (0 keeps them all). The broker
+// holds every event in memory, so a one-process demo left running would
+// otherwise grow by every ping it ever took. Expired events are dropped
+// every retention/10 (at least a second apart), a whole produce batch at a
+// time once its newest event is older than retention.
+func StartEmbeddedBroker(port, partitions int, dataDir string, retention time.Duration) (*EmbeddedBroker, error) {
 	opts := []kfake.Opt{
 		kfake.Ports(port),
-		kfake.SeedTopics(int32(partitions), Topics...),
 		kfake.GroupMinSessionTimeout(time.Second),
+	}
+	var topicConfigs map[string]string
+	if retention > 0 {
+		// kfake applies retention on a ticker that runs only for topics
+		// with a retention setting of their own, every
+		// log.cleaner.backoff.ms (an hour by default).
+		check := max(retention/10, time.Second)
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(check.Milliseconds(), 10)}))
+		topicConfigs = map[string]string{"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10)}
 	}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
@@ -29,6 +46,13 @@ func StartEmbeddedBroker(port, partitions int, dataDir string) (*EmbeddedBroker,
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
+	}
+	for _, t := range Topics {
+		// A topic kept in dataDir from an earlier run already exists.
+		if err := c.CreateTopic(t, int32(partitions), topicConfigs); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			c.Close()
+			return nil, fmt.Errorf("create topic %s on the embedded broker: %w", t, err)
+		}
 	}
 	return &EmbeddedBroker{c: c}, nil
 }

@@ -13,7 +13,7 @@ import (
 
 func startBroker(t *testing.T, partitions int, topics ...string) []string {
 	t.Helper()
-	b, err := StartEmbeddedBroker(0, partitions, "")
+	b, err := StartEmbeddedBroker(0, partitions, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,4 +352,57 @@ func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string
 		r.Close()
 	}
 	return out
+}
+
+// TestEmbeddedBrokerDropsExpiredEvents: the embedded broker keeps events in
+// memory, so with a retention it must let them go, or a demo left running
+// grows by every ping it ever took.
+func TestEmbeddedBrokerDropsExpiredEvents(t *testing.T) {
+	b, err := StartEmbeddedBroker(0, 1, "", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := NewProducer(b.Addrs(), 0)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	publish := func(id string) {
+		t.Helper()
+		e, err := NewWithID(id, TypeDriverAvailability, "d-1", time.Now(), DriverAvailability{DriverID: "d-1", Available: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, TopicDriverEvents, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("old")
+	if info := b.c.PartitionInfo(TopicDriverEvents, 0); info.HighWatermark != 1 || info.LogStartOffset != 0 || info.NumBytes == 0 {
+		t.Fatalf("after one event: %+v", info)
+	}
+	for {
+		info := b.c.PartitionInfo(TopicDriverEvents, 0)
+		if info.LogStartOffset == 1 && info.NumBytes == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the expired event was kept: %+v", info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A consumer starting now reads what came after, from where the log starts.
+	publish("new")
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs(), Topic: TopicDriverEvents, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(kafka.FirstOffset); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.ReadMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := Decode(m.Value); err != nil || e.ID != "new" || m.Offset != 1 {
+		t.Fatalf("first event after expiry: offset %d, %+v, %v", m.Offset, e, err)
+	}
 }

@@ -39,7 +39,7 @@ const ScreenshotEnv = "HEXRIDE_WRITE_SCREENSHOT"
 // the demo city's streets, and returns the HTTP address.
 func startPlatform(t *testing.T, city *web.City, services ...string) (addr string, brokers []string) {
 	t.Helper()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "")
+	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,6 +167,7 @@ func TestTokenCommandMintsAVerifiableToken(t *testing.T) {
 func TestBadSettingIsAClearError(t *testing.T) {
 	cases := []struct{ env, value, policy string }{
 		{"HEXRIDE_OFFER_TIMEOUT", "soon", ""},
+		{"KAFKA_RETENTION", "10s", ""}, // shorter than a consumer may lag
 		{"HEXRIDE_DISPATCH_POLICY", "hungarian", ""},
 		{"HEXRIDE_BATCH_WINDOW", "1m", "batch"}, // longer than the offer timeout
 		{"HEXRIDE_BATCH_WINDOW", "often", ""},

@@ -21,6 +21,7 @@ type Config struct {
 	KafkaPartitions int
 	KafkaLinger     time.Duration
 	KafkaPingLinger time.Duration
+	KafkaRetention  time.Duration
 	RedisAddr       string
 	OfferTimeout    time.Duration
 	SearchDeadline  time.Duration
@@ -47,6 +48,7 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 4, "partitions of each topic hexride creates: the most replicas of one service that share its work")
 	s.Duration(&c.KafkaLinger, "kafka-linger", "KAFKA_LINGER", 0, "how long a batch of trip commands, trip events or pushes waits for company before it is sent; 0 sends at once")
 	s.Duration(&c.KafkaPingLinger, "kafka-ping-linger", "KAFKA_PING_LINGER", 50*time.Millisecond, "the same for driver location and availability events")
+	s.Duration(&c.KafkaRetention, "kafka-retention", "KAFKA_RETENTION", 30*time.Minute, "how long the embedded broker keeps events (it holds them in memory); 0 keeps all (hexride only)")
 	s.String(&c.RedisAddr, "redis-addr", "REDIS_ADDR", "", "Redis host:port; empty runs an embedded Redis-protocol server (hexride only)")
 	s.Duration(&c.OfferTimeout, "offer-timeout", "HEXRIDE_OFFER_TIMEOUT", 10*time.Second, "how long a driver has to answer an offer")
 	s.Duration(&c.SearchDeadline, "search-deadline", "HEXRIDE_SEARCH_DEADLINE", 60*time.Second, "how long a request searches before NO_DRIVERS")
@@ -73,6 +75,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("KAFKA_LINGER=%s: want 0 (send at once) to 1s", c.KafkaLinger)
 	case c.KafkaPingLinger < 0 || c.KafkaPingLinger > time.Second:
 		return fmt.Errorf("KAFKA_PING_LINGER=%s: want 0 (send at once) to 1s", c.KafkaPingLinger)
+	case c.KafkaRetention != 0 && c.KafkaRetention < time.Minute:
+		return fmt.Errorf("KAFKA_RETENTION=%s: want 0 (keep all) or at least 1m, longer than any consumer may lag", c.KafkaRetention)
 	case c.OfferTimeout < 100*time.Millisecond:
 		return fmt.Errorf("HEXRIDE_OFFER_TIMEOUT=%s: want at least 100ms", c.OfferTimeout)
 	case c.SearchDeadline < c.OfferTimeout:

@@ -40,7 +40,7 @@ func testConfig() Config {
 
 func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env {
 	t.Helper()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "")
+	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if !opt.Embedded {
 			return errors.New("KAFKA_BROKERS is required")
 		}
-		b, err := ev.StartEmbeddedBroker(0, cfg.KafkaPartitions, "")
+		b, err := ev.StartEmbeddedBroker(0, cfg.KafkaPartitions, "", cfg.KafkaRetention)
 		if err != nil {
 			return err
 		}
