@@ -55,6 +55,9 @@ type Producer struct {
 	// asynchronous so that Send need not wait: a caller that must know its
 	// event is durable waits for its messages' completion (see acks).
 	w, pings *kafka.Writer
+	// bulk carries many control events at once that nothing waits on in a
+	// hurry (PublishBulk): in batches, apart from w's partition queues.
+	bulk *kafka.Writer
 	// queued bounds the driver events written but not yet acknowledged:
 	// Send and Publish wait for room, so a broker that falls behind slows
 	// the sockets instead of growing the heap.
@@ -167,7 +170,7 @@ func NewProducerWith(cfg ProducerConfig) *Producer {
 			WriteBackoffMax: 500 * time.Millisecond,
 		}
 	}
-	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, 1000),
+	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, 1000), bulk: writer(time.Nanosecond, 1000),
 		queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -313,6 +316,35 @@ func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
 	return nil
 }
 
+// PublishBulk is PublishAll for many events at once on which no phone is
+// waiting in a hurry (tripstate's relays of pings to riders). Control
+// events go out one per batch so that none waits for a batch timer, and
+// a batch holds up the next one of its partition: fifty relays sent that
+// way are fifty round trips in a row, with the next offer for that
+// partition behind them. PublishBulk sends them in batches, on a writer
+// of their own.
+func (p *Producer) PublishBulk(ctx context.Context, outs ...Outgoing) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	msgs, err := messages(outs)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.Topic == TopicDriverEvents {
+			return errors.New("publish driver events in bulk: use Publish or Send, which keep their order")
+		}
+	}
+	if err := p.bulk.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d event(s) in bulk: %w", len(outs), err)
+	}
+	for _, o := range outs {
+		producedTotal.WithLabelValues(o.Topic).Inc()
+	}
+	return nil
+}
+
 // PublishRaw writes one message as is; used for dead letters and tests.
 func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []byte) error {
 	if err := p.write(ctx, []kafka.Message{{Topic: topic, Key: key, Value: value}}); err != nil {
@@ -323,7 +355,7 @@ func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []by
 }
 
 // Close flushes and closes the producer.
-func (p *Producer) Close() error { return errors.Join(p.w.Close(), p.pings.Close()) }
+func (p *Producer) Close() error { return errors.Join(p.w.Close(), p.bulk.Close(), p.pings.Close()) }
 
 // Handler applies one event. It must be idempotent: the consumer commits the
 // offset only after the handler returns nil, so a crash in between

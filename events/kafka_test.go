@@ -406,3 +406,43 @@ func TestEmbeddedBrokerDropsExpiredEvents(t *testing.T) {
 		t.Fatalf("first event after expiry: offset %d, %+v, %v", m.Offset, e, err)
 	}
 }
+
+// TestPublishBulk: relays sent in bulk arrive, each key in order, and
+// driver events, whose order is kept by the other writers, are refused.
+func TestPublishBulk(t *testing.T) {
+	brokers := startBroker(t, 2, TopicUserPushes, TopicDriverEvents)
+	p := NewProducer(brokers, 0)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var outs []Outgoing
+	for i := range 60 {
+		key := fmt.Sprintf("r%d", i%3)
+		e, err := NewWithID(fmt.Sprintf("%s-%03d", key, i), TypePush, key, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, Outgoing{Topic: TopicUserPushes, Env: e})
+	}
+	if err := p.PublishBulk(ctx, outs...); err != nil {
+		t.Fatal(err)
+	}
+	got := readTopic(ctx, t, brokers, TopicUserPushes, 2)
+	if len(got) != len(outs) {
+		t.Fatalf("read %d events, want %d", len(got), len(outs))
+	}
+	last := map[string]string{}
+	for _, e := range got {
+		if e.ID <= last[e.Key] {
+			t.Fatalf("key %s: %s after %s", e.Key, e.ID, last[e.Key])
+		}
+		last[e.Key] = e.ID
+	}
+	ping, err := New(TypeDriverLocation, "d1", time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishBulk(ctx, Outgoing{Topic: TopicDriverEvents, Env: ping}); err == nil {
+		t.Fatal("a driver event was published in bulk")
+	}
+}
