@@ -300,20 +300,7 @@ type Outgoing struct {
 // PublishAll writes envelopes bound for several topics in one batch and
 // returns once the brokers have acknowledged all of them.
 func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
-	if len(outs) == 0 {
-		return nil
-	}
-	msgs, err := messages(outs)
-	if err != nil {
-		return err
-	}
-	if err := p.write(ctx, msgs); err != nil {
-		return fmt.Errorf("publish %d event(s): %w", len(outs), err)
-	}
-	for _, o := range outs {
-		producedTotal.WithLabelValues(o.Topic).Inc()
-	}
-	return nil
+	return publishOuts(ctx, outs, "", p.write)
 }
 
 // PublishBulk is PublishAll for many events at once on which no phone is
@@ -324,6 +311,19 @@ func (p *Producer) PublishAll(ctx context.Context, outs ...Outgoing) error {
 // partition behind them. PublishBulk sends them in batches, on a writer
 // of their own.
 func (p *Producer) PublishBulk(ctx context.Context, outs ...Outgoing) error {
+	for _, o := range outs {
+		if o.Topic == TopicDriverEvents {
+			return errors.New("publish driver events in bulk: use Publish or Send, which keep their order")
+		}
+	}
+	return publishOuts(ctx, outs, " in bulk", func(ctx context.Context, msgs []kafka.Message) error {
+		return p.bulk.WriteMessages(ctx, msgs...)
+	})
+}
+
+// publishOuts encodes outs, writes them with write and counts them once
+// the brokers have acknowledged them; how names the way in errors.
+func publishOuts(ctx context.Context, outs []Outgoing, how string, write func(context.Context, []kafka.Message) error) error {
 	if len(outs) == 0 {
 		return nil
 	}
@@ -331,13 +331,8 @@ func (p *Producer) PublishBulk(ctx context.Context, outs ...Outgoing) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range msgs {
-		if m.Topic == TopicDriverEvents {
-			return errors.New("publish driver events in bulk: use Publish or Send, which keep their order")
-		}
-	}
-	if err := p.bulk.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("publish %d event(s) in bulk: %w", len(outs), err)
+	if err := write(ctx, msgs); err != nil {
+		return fmt.Errorf("publish %d event(s)%s: %w", len(outs), how, err)
 	}
 	for _, o := range outs {
 		producedTotal.WithLabelValues(o.Topic).Inc()
