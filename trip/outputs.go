@@ -105,14 +105,5 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 		}
 		outs = append(outs, ev.Outgoing{Topic: ev.TopicUserPushes, Env: env})
 	}
-	if b, ok := s.pub.(bulkPublisher); ok {
-		return b.PublishBulk(ctx, outs...)
-	}
-	return s.pub.PublishAll(ctx, outs...)
-}
-
-// bulkPublisher is a Publisher that can send many events apart from the
-// trip transitions, so relays do not hold up an offer (events.Producer).
-type bulkPublisher interface {
-	PublishBulk(ctx context.Context, outs ...ev.Outgoing) error
+	return s.pub.PublishBulk(ctx, outs...)
 }

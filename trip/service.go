@@ -18,6 +18,9 @@ import (
 // durable.
 type Publisher interface {
 	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+	// PublishBulk sends many relays at once, apart from the transitions,
+	// so they do not hold up an offer.
+	PublishBulk(ctx context.Context, outs ...ev.Outgoing) error
 }
 
 // Service applies trip commands. Its handlers are idempotent: a command seen

@@ -24,6 +24,10 @@ func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
 	return nil
 }
 
+func (c *capture) PublishBulk(ctx context.Context, outs ...ev.Outgoing) error {
+	return c.PublishAll(ctx, outs...)
+}
+
 func (c *capture) take() []ev.Outgoing {
 	c.mu.Lock()
 	defer c.mu.Unlock()

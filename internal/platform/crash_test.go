@@ -28,6 +28,11 @@ type dyingPublisher struct {
 	died        chan struct{}
 }
 
+// PublishBulk carries relays, never a trip transition: they go through.
+func (p *dyingPublisher) PublishBulk(ctx context.Context, outs ...ev.Outgoing) error {
+	return p.inner.PublishBulk(ctx, outs...)
+}
+
 func (p *dyingPublisher) PublishAll(ctx context.Context, outs ...ev.Outgoing) error {
 	for _, o := range outs {
 		if o.Env.Type != ev.TypeTripUpdated {
