@@ -17,6 +17,10 @@ type EmbeddedBroker struct {
 	c *kfake.Cluster
 }
 
+// segmentBytes is the size at which the embedded broker starts a new
+// segment of a partition's log (see StartEmbeddedBroker).
+const segmentBytes = 1 << 20
+
 // StartEmbeddedBroker listens on 127.0.0.1:port (0 picks a free port) with
 // every platform topic created with the given number of partitions. A
 // non-empty dataDir keeps the log on disk across restarts.
@@ -25,20 +29,28 @@ type EmbeddedBroker struct {
 // holds every event in memory, so a one-process demo left running would
 // otherwise grow by every ping it ever took. Expired events are dropped
 // every retention/10 (at least a second apart), a whole produce batch at a
-// time once its newest event is older than retention.
+// time once its newest event is older than retention, and their memory is
+// freed a segment (about a MiB of a partition's log) at a time.
 func StartEmbeddedBroker(port, partitions int, dataDir string, retention time.Duration) (*EmbeddedBroker, error) {
 	opts := []kfake.Opt{
 		kfake.Ports(port),
 		kfake.GroupMinSessionTimeout(time.Second),
 	}
-	var topicConfigs map[string]string
+	// kfake keeps a partition's log in segment files (in memory unless
+	// dataDir is set) and frees a segment only once every batch in it has
+	// expired. At its default of 100 MiB, a segment of a quiet partition
+	// holds everything since it was opened: the demo's memory would not be
+	// bounded by retention for hours. 1 MiB segments (Kafka's smallest)
+	// free memory in small steps and keep the copies kfake makes as an
+	// in-memory segment grows short.
+	topicConfigs := map[string]string{"segment.bytes": strconv.Itoa(segmentBytes)}
 	if retention > 0 {
 		// kfake applies retention on a ticker that runs only for topics
 		// with a retention setting of their own, every
 		// log.cleaner.backoff.ms (an hour by default).
 		check := max(retention/10, time.Second)
 		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(check.Milliseconds(), 10)}))
-		topicConfigs = map[string]string{"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10)}
+		topicConfigs["retention.ms"] = strconv.FormatInt(retention.Milliseconds(), 10)
 	}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))

@@ -3,6 +3,8 @@ package events
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -404,6 +406,72 @@ func TestEmbeddedBrokerDropsExpiredEvents(t *testing.T) {
 	}
 	if e, err := Decode(m.Value); err != nil || e.ID != "new" || m.Offset != 1 {
 		t.Fatalf("first event after expiry: offset %d, %+v, %v", m.Offset, e, err)
+	}
+}
+
+// TestEmbeddedBrokerFreesExpiredSegments: expired events give their memory
+// back while the partition keeps taking new ones. The log is kept on disk
+// here so that what the broker holds can be measured; without a data dir
+// the same segments live in memory.
+func TestEmbeddedBrokerFreesExpiredSegments(t *testing.T) {
+	dir := t.TempDir()
+	b, err := StartEmbeddedBroker(0, 1, dir, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := NewProducer(b.Addrs(), 0)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	batch := func(prefix string, n int) {
+		t.Helper()
+		outs := make([]Outgoing, n)
+		for i := range outs {
+			e, err := NewWithID(fmt.Sprintf("%s-%d", prefix, i), TypeDriverAvailability, "d-1", time.Now(), DriverAvailability{DriverID: "d-1", Available: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = Outgoing{Topic: TopicDriverEvents, Env: e}
+		}
+		if err := p.PublishAll(ctx, outs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func() int64 {
+		t.Helper()
+		var n int64
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.Contains(path, TopicDriverEvents) {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// About 4 MiB of events that will expire.
+	for i := 0; held() < 4<<20; i++ {
+		batch(fmt.Sprintf("old%d", i), 2000)
+	}
+	before := held()
+	for i := 0; ; i++ {
+		batch(fmt.Sprintf("new%d", i), 1)
+		if n := held(); n < before/2 {
+			t.Logf("log on disk: %d bytes with the old events, %d after they expired", before, n)
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("log on disk: %d bytes with the old events, still %d after they expired", before, held())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
