@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+
+	fastjson "github.com/segmentio/encoding/json"
 
 	"github.com/hexride/hexride/events"
 )
@@ -289,32 +292,42 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
+// decodeFrameSeeds are frames good and bad for the fuzz targets.
+var decodeFrameSeeds = []string{
+	`{"type":"location","lat":37.7749,"lng":-122.4194}`,
+	`{"type":"location","id":"p1","lat":37.7749,"lng":-122.4194,"heading":90,"speed_mps":8.5,"at":"2026-11-22T21:00:00.120Z"}`,
+	`{"type":"availability","id":"1","available":true}`,
+	`{"type":"ride.request","id":"r1","pickup":{"lat":37.7749,"lng":-122.4194},"dropoff":{"lat":37.8044,"lng":-122.2712}}`,
+	`{"type":"offer.accept","id":"a1","offer_id":"o-1","trip_id":"t-1"}`,
+	`{"type":"offer.decline","offer_id":"o-1","trip_id":"t-1"}`,
+	`{"type":"trip.arrive","trip_id":"t-1"}`,
+	`{"type":"trip.start","trip_id":"t-1"}`,
+	`{"type":"trip.complete","trip_id":"t-1"}`,
+	`{"type":"trip.cancel","id":"c1","trip_id":"t-1","reason":"changed my mind"}`,
+	`{"TYPE":"trip.start","Trip_ID":"t-1"}`,
+	`{"type":"location","lat":91,"lng":2,"id":"x"}`,
+	`{"type":"location","lat":1,"lng":2,"heading":360}`,
+	`{"type":"location","lat":1e400,"lng":2}`,
+	`{"type":"location","lat":1,"lng":2,"at":"yesterday"}`,
+	`{"type":"ride.request","pickup":null}`,
+	`{"type":"teleport","id":"u"}`,
+	`{"type":5}`,
+	`{"id":"` + strings.Repeat("x", MaxIDBytes+1) + `"}`,
+	`{"type":"trip.start","trip_id":"t-1"} {}`,
+	`{"type":"trip.start","trip_id":"\ud800"}`,
+	`{"type":"trip.start","trip_id":"t","trip_id":"u"}`,
+	`[]`, `null`, `""`, `{`, ``, "\xff\xfe",
+	`{"type":"trip.start","trip_id":"t\xff-1"}`,
+	`{"type":"ride.request","pickup":{"lat":1},"pickup":{"lng":2},"dropoff":{"lat":1,"lng":2}}`,
+	`{"Type":"location","LAT":1E1,"lng":-0,"unknown":{"a":[1,"x",null]},"heading":null}`,
+	`{"type":"map.inspect","kind":"driver","slot":12}`,
+	`{"type":"map.inspect","kind":"driver","slot":1.5}`,
+	`{"type":"location","lat":1,"lng":2,"id":"\u0000\u00e9"}` + "\n",
+	`{"type":"availability","available":"true"}`,
+}
+
 func FuzzDecodeFrame(f *testing.F) {
-	for _, s := range []string{
-		`{"type":"location","lat":37.7749,"lng":-122.4194}`,
-		`{"type":"location","id":"p1","lat":37.7749,"lng":-122.4194,"heading":90,"speed_mps":8.5,"at":"2026-11-22T21:00:00.120Z"}`,
-		`{"type":"availability","id":"1","available":true}`,
-		`{"type":"ride.request","id":"r1","pickup":{"lat":37.7749,"lng":-122.4194},"dropoff":{"lat":37.8044,"lng":-122.2712}}`,
-		`{"type":"offer.accept","id":"a1","offer_id":"o-1","trip_id":"t-1"}`,
-		`{"type":"offer.decline","offer_id":"o-1","trip_id":"t-1"}`,
-		`{"type":"trip.arrive","trip_id":"t-1"}`,
-		`{"type":"trip.start","trip_id":"t-1"}`,
-		`{"type":"trip.complete","trip_id":"t-1"}`,
-		`{"type":"trip.cancel","id":"c1","trip_id":"t-1","reason":"changed my mind"}`,
-		`{"TYPE":"trip.start","Trip_ID":"t-1"}`,
-		`{"type":"location","lat":91,"lng":2,"id":"x"}`,
-		`{"type":"location","lat":1,"lng":2,"heading":360}`,
-		`{"type":"location","lat":1e400,"lng":2}`,
-		`{"type":"location","lat":1,"lng":2,"at":"yesterday"}`,
-		`{"type":"ride.request","pickup":null}`,
-		`{"type":"teleport","id":"u"}`,
-		`{"type":5}`,
-		`{"id":"` + strings.Repeat("x", MaxIDBytes+1) + `"}`,
-		`{"type":"trip.start","trip_id":"t-1"} {}`,
-		`{"type":"trip.start","trip_id":"\ud800"}`,
-		`{"type":"trip.start","trip_id":"t","trip_id":"u"}`,
-		`[]`, `null`, `""`, `{`, ``, "\xff\xfe",
-	} {
+	for _, s := range decodeFrameSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -341,6 +354,54 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fr, fr2) {
 			t.Fatalf("DecodeFrame(%q) = %s, re-decoded as %s", b, frameString(fr), frameString(fr2))
+		}
+	})
+}
+
+// FuzzDecodeFrameFastPath: whatever segmentio's decoder accepts,
+// encoding/json accepts too, as one object with nothing after it, and reads
+// the same frame. DecodeFrame relies on it to skip encoding/json.
+func FuzzDecodeFrameFastPath(f *testing.F) {
+	for _, s := range decodeFrameSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast Frame
+		if fastjson.Unmarshal(b, &fast) != nil {
+			return
+		}
+		var std Frame
+		dec := json.NewDecoder(bytes.NewReader(b))
+		if err := dec.Decode(&std); err != nil {
+			t.Fatalf("segmentio accepts %q as %s, encoding/json refuses it: %v", b, frameString(fast), err)
+		}
+		if rest := bytes.TrimSpace(b[dec.InputOffset():]); len(rest) > 0 {
+			t.Fatalf("segmentio accepts %q as %s, encoding/json finds %q after it", b, frameString(fast), rest)
+		}
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("%q: segmentio reads %s, encoding/json %s", b, frameString(fast), frameString(std))
+		}
+	})
+}
+
+// BenchmarkDecodeFrame: a driver's location frame, the gateway's commonest.
+//
+//	go test ./gateway -run XXX -bench DecodeFrame -benchmem
+func BenchmarkDecodeFrame(b *testing.B) {
+	frame := []byte(`{"type":"location","id":"p1","lat":37.774912,"lng":-122.419415,"heading":90,"speed_mps":8.91,"at":"2026-12-04T20:43:24.123Z"}`)
+	b.Run("DecodeFrame", func(b *testing.B) {
+		for b.Loop() {
+			if _, perr := DecodeFrame(frame); perr != nil {
+				b.Fatal(perr)
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			var f Frame
+			if perr := decodeFrameStd(frame, &f); perr != nil {
+				b.Fatal(perr)
+			}
 		}
 	})
 }
