@@ -70,11 +70,8 @@ type record struct {
 // bucket is one H3 cell. Member positions are kept in flat arrays so a scan
 // touches contiguous memory.
 type bucket struct {
-	cell   h3.Cell
-	center LatLng
-	// inM: every point this close to the centre is inside the cell.
-	// outM: every point of the cell is this close to the centre.
-	inM, outM float64
+	cell h3.Cell
+	shape
 
 	lat, lng []float64
 	seen     []int64
@@ -135,7 +132,7 @@ func (ix *Index) Set(id string, p LatLng, seen time.Time) {
 	}
 	r := &ix.recs[s]
 	r.pos, r.seen = p, seen.UnixNano()
-	if h := r.home; h != nil && planarM(p, h.center, cosLat(h.center.Lat)) < h.inM {
+	if h := r.home; h != nil && h.holds(p) {
 		if r.eligible {
 			h.lat[r.at], h.lng[r.at], h.seen[r.at] = p.Lat, p.Lng, r.seen
 		}
@@ -245,19 +242,7 @@ func (ix *Index) bucketFor(c h3.Cell) *bucket {
 	if b := ix.buckets[c]; b != nil {
 		return b
 	}
-	ll := h3.CellToLatLng(c)
-	b := &bucket{cell: c, center: LatLng{ll.Lat, ll.Lng}}
-	cos := cosLat(b.center.Lat)
-	b.inM = math.Inf(1)
-	for _, v := range h3.CellToBoundary(c) {
-		d := planarM(b.center, LatLng{v.Lat, v.Lng}, cos)
-		b.outM = max(b.outM, d)
-		b.inM = min(b.inM, d)
-	}
-	// The inscribed circle of a hexagon is √3/2 of its vertex circle; keep
-	// a margin for the cell's slight irregularity and the flat metric.
-	b.inM *= math.Sqrt(3) / 2 * 0.97
-	b.outM = b.outM*1.01 + 1
+	b := &bucket{cell: c, shape: measure(c)}
 	ix.buckets[c] = b
 	return b
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/uber/h3-go/v4"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/geo"
 )
 
 // Driver states on the wire (the "state" of a driver entry).
@@ -170,6 +171,7 @@ type Aggregator struct {
 	cfg Config
 
 	mu      sync.Mutex
+	locate  *geo.Cells
 	drivers map[string]*driver
 	bySlot  []*driver // slot → driver on the map (nil if free)
 	freeD   []int32
@@ -200,7 +202,7 @@ func New(cfg Config) (*Aggregator, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Aggregator{cfg: cfg, drivers: map[string]*driver{}, trips: map[string]*trip{},
+	return &Aggregator{cfg: cfg, locate: geo.NewCells(cfg.Resolution), drivers: map[string]*driver{}, trips: map[string]*trip{},
 		cells: map[h3.Cell]int32{}, pubCounts: map[int32][2]int{}, ended: map[string]time.Time{}}, nil
 }
 
@@ -307,8 +309,7 @@ func (a *Aggregator) ping(p ev.DriverLocation, at time.Time) {
 		d.seen = at
 	}
 	if moved {
-		// LatLngToCell costs over a microsecond: only when the driver moved.
-		d.cell = h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), a.cfg.Resolution)
+		d.cell = a.locate.Cell(geo.LatLng{Lat: p.Lat, Lng: p.Lng}, d.cell)
 		d.trail = appendCapped(d.trail, ev.LatLng{Lat: p.Lat, Lng: p.Lng}, a.cfg.History)
 	}
 	a.markDriver(d)

@@ -513,3 +513,40 @@ func TestFeedBytesAtTenThousandDrivers(t *testing.T) {
 		t.Fatalf("deltas cost %.1f KB/s per viewer, over the 200 KB/s budget", perSec/1024)
 	}
 }
+
+// BenchmarkApplyLocation: the map's share of every ping. 10,000 drivers,
+// each moving 10 m (a second at city speed) between its pings.
+//
+//	go test ./livemap -run XXX -bench ApplyLocation -benchmem
+func BenchmarkApplyLocation(b *testing.B) {
+	const drivers, rounds = 10000, 20
+	a := mustNew(b)
+	// Each pass drives on from where the last one ended, one second later.
+	pass := func(p int) []ev.Envelope {
+		envs := make([]ev.Envelope, 0, drivers*rounds)
+		for r := range rounds {
+			step := p*rounds + r
+			at := t0.Add(time.Duration(step) * time.Second)
+			for i := range drivers {
+				id := fmt.Sprintf("d-%d", i)
+				lat := 37.70 + float64(i%100)*0.002 + float64(step)*0.00009
+				lng := -122.50 + float64(i/100)*0.002
+				envs = append(envs, env(b, ev.TypeDriverLocation, id, at, ev.DriverLocation{DriverID: id, Lat: lat, Lng: lng}))
+			}
+		}
+		return envs
+	}
+	envs, p, i := pass(0), 0, 0
+	for b.Loop() {
+		if i == len(envs) {
+			b.StopTimer()
+			p++
+			envs, i = pass(p), 0
+			b.StartTimer()
+		}
+		if err := a.Apply(envs[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -1,0 +1,92 @@
+package geo
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/uber/h3-go/v4"
+)
+
+// walk moves n vehicles in random directions at speedMPS, each position
+// every stepS seconds, and calls f with each vehicle's index and position.
+func walk(r *rand.Rand, n, steps int, speedMPS, stepS float64, f func(v int, p LatLng)) {
+	sf := LatLng{37.7749, -122.4194}
+	pos := make([]LatLng, n)
+	for i := range pos {
+		pos[i] = scatter(r, sf, 0.1)
+	}
+	for range steps {
+		for i := range pos {
+			heading := r.Float64() * 2 * math.Pi
+			d := speedMPS * stepS / metresPerDegree
+			pos[i].Lat += d * math.Cos(heading)
+			pos[i].Lng += d * math.Sin(heading) / cosLat(pos[i].Lat)
+			f(i, pos[i])
+		}
+	}
+}
+
+// TestCellsAgreeWithH3: whatever the resolution and however far a point
+// moved since its last cell, Cells answers what LatLngToCell does.
+func TestCellsAgreeWithH3(t *testing.T) {
+	for _, tc := range []struct {
+		res      int
+		speedMPS float64
+	}{
+		{8, 10}, {8, 300}, {9, 10}, {7, 30}, {10, 5}, {8, 0.01},
+	} {
+		t.Run(fmt.Sprintf("res%d-%gmps", tc.res, tc.speedMPS), func(t *testing.T) {
+			c := NewCells(tc.res)
+			last := make([]h3.Cell, 200)
+			mismatches := 0
+			walk(rand.New(rand.NewPCG(uint64(tc.res), 1)), len(last), 500, tc.speedMPS, 1, func(v int, p LatLng) {
+				got := c.Cell(p, last[v])
+				want := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), tc.res)
+				if got != want && mismatches < 5 {
+					mismatches++
+					t.Errorf("Cell(%v, last %v) = %v, LatLngToCell = %v", p, last[v], got, want)
+				}
+				last[v] = got
+			})
+		})
+	}
+	// A last cell the Cells never saw (another resolution, or garbage) is
+	// only a hint.
+	c := NewCells(8)
+	p := LatLng{37.7749, -122.4194}
+	want := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 8)
+	for _, last := range []h3.Cell{0, 12345, h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 9)} {
+		if got := c.Cell(p, last); got != want {
+			t.Errorf("Cell(%v, last %v) = %v, want %v", p, last, got, want)
+		}
+	}
+}
+
+// BenchmarkCells: a vehicle at city speed pinging each second, located by
+// Cells against a LatLngToCell call per ping.
+//
+//	go test ./geo -run XXX -bench Cells -benchmem
+func BenchmarkCells(b *testing.B) {
+	var pts []LatLng
+	walk(rand.New(rand.NewPCG(1, 1)), 1000, 20, 10, 1, func(_ int, p LatLng) { pts = append(pts, p) })
+	b.Run("Cells", func(b *testing.B) {
+		c := NewCells(8)
+		last := make([]h3.Cell, 1000)
+		i := 0
+		for b.Loop() {
+			v := i % 1000
+			last[v] = c.Cell(pts[i%len(pts)], last[v])
+			i++
+		}
+	})
+	b.Run("LatLngToCell", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			p := pts[i%len(pts)]
+			h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 8)
+			i++
+		}
+	})
+}
