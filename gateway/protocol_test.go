@@ -405,3 +405,24 @@ func BenchmarkDecodeFrame(b *testing.B) {
 		}
 	})
 }
+
+// TestDecodeFrameKeepsNothingOfItsInput: the gateway reuses a frame's
+// buffer for the next frame as soon as DecodeFrame and the handling are
+// done, so a decoded frame must not point into it.
+func TestDecodeFrameKeepsNothingOfItsInput(t *testing.T) {
+	for _, s := range []string{
+		`{"type":"trip.cancel","id":"c1","trip_id":"t-1","reason":"changed my mind"}`,
+		`{"type":"location","id":"p1","lat":37.7749,"lng":-122.4194,"at":"2026-11-22T21:00:00.120Z"}`,
+		`{"type":"trip.cancel","id":"c1","trip_id":"t-1","reason":"changed my mind"} x`,
+	} {
+		b := []byte(s)
+		f, _ := DecodeFrame(b)
+		want := frameString(f)
+		for i := range b {
+			b[i] = 'X'
+		}
+		if got := frameString(f); got != want {
+			t.Errorf("after its input was overwritten, %s became %s", want, got)
+		}
+	}
+}

@@ -312,27 +312,30 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	for {
 		// ctx is the server's, shared by every socket: a context of the
 		// socket's own would cost it about a kilobyte.
-		typ, data, err := c.Read(ctx)
+		typ, buf, err := readFrame(ctx, c)
 		if err != nil {
 			// The peer left, or the socket is already being closed (too
 			// slow, shutting down) with its own status.
 			return websocket.StatusNormalClosure, ""
 		}
-		if !limiter.Allow() {
+		switch {
+		case !limiter.Allow():
 			framesTotal.WithLabelValues("rate_limited").Inc()
 			if strikes++; strikes > s.cfg.Burst {
+				frameBuffers.Put(buf)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
 			}
-			f, _ := DecodeFrame(data)
+			f, _ := DecodeFrame(*buf)
 			s.sendError(sess, f.ID, &ProtocolError{Code: CodeRateLimited, Message: "too many messages; slow down"})
-			continue
-		}
-		strikes = 0
-		if typ != websocket.MessageText {
+		case typ != websocket.MessageText:
+			strikes = 0
 			s.sendError(sess, "", badRequest("frames must be text"))
-			continue
+		default:
+			strikes = 0
+			s.handleFrame(ctx, sess, *buf)
 		}
-		s.handleFrame(ctx, sess, data)
+		// Nothing keeps the frame's bytes: decoding copies what it reads.
+		frameBuffers.Put(buf)
 	}
 }
 

@@ -304,3 +304,57 @@ func TestCloseCutsPhonesThatDoNotAnswer(t *testing.T) {
 		t.Fatalf("Close took %s; want about closeGrace (%s)", took, closeGrace)
 	}
 }
+
+// TestReadFrame: frames of every size up to the limit arrive whole through
+// the pooled buffers, one after another on a socket, and a frame over the
+// limit is an error.
+func TestReadFrame(t *testing.T) {
+	sizes := []int{1, phoneBufferSize - 1, phoneBufferSize, phoneBufferSize + 1, 3 * phoneBufferSize, MaxFrameBytes, 7}
+	type read struct {
+		typ  websocket.MessageType
+		data []byte
+		err  error
+	}
+	reads := make(chan read, len(sizes)+1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(MaxFrameBytes)
+		for {
+			typ, buf, err := readFrame(r.Context(), c)
+			if err != nil {
+				reads <- read{err: err}
+				return
+			}
+			reads <- read{typ: typ, data: bytes.Clone(*buf)}
+			frameBuffers.Put(buf)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i, n := range append(sizes, MaxFrameBytes+1) {
+		msg := bytes.Repeat([]byte{byte('a' + i)}, n)
+		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := <-reads
+		if n > MaxFrameBytes {
+			if got.err == nil {
+				t.Fatalf("a frame of %d bytes was read; the limit is %d", n, MaxFrameBytes)
+			}
+			return
+		}
+		if got.err != nil || got.typ != websocket.MessageText || !bytes.Equal(got.data, msg) {
+			t.Fatalf("frame of %d bytes: read %d bytes (%v), type %v", n, len(got.data), got.err, got.typ)
+		}
+	}
+}
