@@ -65,6 +65,22 @@ type Producer struct {
 	log    *slog.Logger
 }
 
+// kafka-go allocates room for BatchSize messages (152 bytes each) in every
+// batch it starts, however few it then holds, so a batch size far above what
+// a batch carries is garbage on every write: with 1000 it was half of all the
+// platform allocated at 2,000 pings/s, and each garbage collection takes one
+// of the two cores for tens of milliseconds (docs/loadtest.md, item 16).
+//
+//   - pingBatch: one partition's pings in one linger. 15,000 pings/s, the
+//     measured ceiling, over 4 partitions in 50 ms is about 190; a fuller
+//     window is sent as two batches.
+//   - bulkBatch: one PublishBulk call's relays for one partition, a handful
+//     to a few dozen (what a bulk fetch of pings holds for busy drivers).
+const (
+	pingBatch = 256
+	bulkBatch = 64
+)
+
 // maxQueuedPings bounds Producer.queued: a few seconds of pings from tens
 // of thousands of drivers, at about 300 bytes each.
 const maxQueuedPings = 50_000
@@ -170,7 +186,7 @@ func NewProducerWith(cfg ProducerConfig) *Producer {
 			WriteBackoffMax: 500 * time.Millisecond,
 		}
 	}
-	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, 1000), bulk: writer(time.Nanosecond, 1000),
+	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, pingBatch), bulk: writer(time.Nanosecond, bulkBatch),
 		queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()

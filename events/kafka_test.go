@@ -13,7 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-func startBroker(t *testing.T, partitions int, topics ...string) []string {
+func startBroker(t testing.TB, partitions int, topics ...string) []string {
 	t.Helper()
 	b, err := StartEmbeddedBroker(0, partitions, "", 0)
 	if err != nil {
@@ -513,4 +513,47 @@ func TestPublishBulk(t *testing.T) {
 	if err := p.PublishBulk(ctx, Outgoing{Topic: TopicDriverEvents, Env: ping}); err == nil {
 		t.Fatal("a driver event was published in bulk")
 	}
+}
+
+// BenchmarkPublishSmallBatches: what writing a few events costs when they
+// do not fill a batch, as tripstate's relays (a handful per partition per
+// call) and pings at a few thousand a second (a few dozen per partition
+// per linger) do. kafka-go reserves room for BatchSize messages in every
+// batch it starts, so B/op shows the writers' BatchSize.
+func BenchmarkPublishSmallBatches(b *testing.B) {
+	brokers := startBroker(b, 4, TopicUserPushes, TopicDriverEvents)
+	ctx := context.Background()
+	b.Run("relays-in-bulk", func(b *testing.B) {
+		p := NewProducer(brokers, 0)
+		defer p.Close()
+		outs := make([]Outgoing, 8)
+		for i := range outs {
+			key := fmt.Sprintf("rider-%d", i)
+			e, err := NewWithID(fmt.Sprintf("relay-%d", i), TypePush, key, time.Now(), Push{UserID: key, Message: []byte(`{"type":"driver.location"}`)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			outs[i] = Outgoing{Topic: TopicUserPushes, Env: e}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := p.PublishBulk(ctx, outs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("acknowledged-ping", func(b *testing.B) {
+		p := NewProducerWith(ProducerConfig{Brokers: brokers})
+		defer p.Close()
+		e, err := New(TypeDriverLocation, "d1", time.Now(), DriverLocation{DriverID: "d1", Lat: 52.52, Lng: 13.4})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := p.Publish(ctx, TopicDriverEvents, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
