@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,4 +183,101 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkWakeup measures how late an idle reader sees a frame: a
+// byte written on a loopback TCP socket every millisecond, its reader
+// parked in Read between them, as a Kafka hop's goroutines and the
+// broker's are between events. The delay from the write to the read
+// returning (the runtime's poller, a thread and a CPU waking up) is
+// reported at p50, p99, p99.9 and max in µs. A request→offer crosses a few
+// dozen such wake-ups, so this tail is a floor under the platform's tail.
+//
+//	go test ./loadtest/sim -run XXX -bench Wakeup -benchtime 5000x
+func BenchmarkWakeup(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	w, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	r, err := l.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	delays := make([]time.Duration, 0, b.N)
+	sent := make(chan time.Time, 1)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := r.Read(buf); err != nil {
+				done <- err
+				return
+			}
+			delays = append(delays, time.Since(<-sent))
+			if len(delays) == cap(delays) {
+				done <- nil
+				return
+			}
+		}
+	}()
+	b.ResetTimer()
+	for range b.N {
+		time.Sleep(time.Millisecond)
+		sent <- time.Now()
+		if _, err := w.Write([]byte{1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	slices.Sort(delays)
+	at := func(q float64) float64 { return float64(delays[int(q*float64(len(delays)-1))].Microseconds()) }
+	b.ReportMetric(at(0.5), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+	b.ReportMetric(at(0.999), "p99.9-µs")
+	b.ReportMetric(float64(delays[len(delays)-1].Microseconds()), "max-µs")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkStalls spins one thread on the clock for b.N milliseconds and
+// reports the gaps in which it did not run: stalls-µs/s (time lost per
+// second), the number of gaps over 1 ms, and the longest. With nothing else
+// running, every gap is time the machine (on a virtual one, its host) took
+// the CPU away; BenchmarkWakeup's tail cannot be better than this.
+//
+//	go test ./loadtest/sim -run XXX -bench Stalls -benchtime 20000x
+func BenchmarkStalls(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ResetTimer()
+	start := time.Now()
+	end := start.Add(time.Duration(b.N) * time.Millisecond)
+	var lost, longest time.Duration
+	over1ms := 0
+	prev := start
+	for prev.Before(end) {
+		now := time.Now()
+		if g := now.Sub(prev); g > 100*time.Microsecond {
+			lost += g
+			longest = max(longest, g)
+			if g > time.Millisecond {
+				over1ms++
+			}
+		}
+		prev = now
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(lost.Microseconds())/prev.Sub(start).Seconds(), "stalls-µs/s")
+	b.ReportMetric(float64(over1ms), "over-1ms")
+	b.ReportMetric(float64(longest.Microseconds()), "max-µs")
+	b.ReportMetric(0, "ns/op")
 }
