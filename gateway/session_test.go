@@ -358,3 +358,73 @@ func TestReadFrame(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadFrameContext: what the read's context costs when many
+// sockets read at once. With the server's context (cancellable, shared by
+// every socket), coder/websocket registers and removes a context.AfterFunc
+// on it for every frame, all sockets on one lock; the gateway reads with
+// context.Background(). 1,000 sockets, each frame a phone's location.
+//
+//	go test ./gateway -run XXX -bench ReadFrameContext -benchmem
+func BenchmarkReadFrameContext(b *testing.B) {
+	frame := []byte(`{"type":"location","lat":37.774912,"lng":-122.419415,"heading":90,"speed":8.9}`)
+	shared, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"server-context", shared}, {"no-context", context.Background()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			const sockets = 1000
+			var wg sync.WaitGroup
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := websocket.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.CloseNow()
+				defer wg.Done()
+				for {
+					_, buf, err := readFrame(tc.ctx, c)
+					if err != nil {
+						return
+					}
+					frameBuffers.Put(buf)
+				}
+			}))
+			defer srv.Close()
+			conns := make([]*websocket.Conn, sockets)
+			for i := range conns {
+				c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Add(1)
+				conns[i] = c
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var writers sync.WaitGroup
+			for i, c := range conns {
+				n := b.N / sockets
+				if i < b.N%sockets {
+					n++
+				}
+				writers.Add(1)
+				go func() {
+					defer writers.Done()
+					for range n {
+						if err := c.Write(context.Background(), websocket.MessageText, frame); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					c.Close(websocket.StatusNormalClosure, "")
+				}()
+			}
+			writers.Wait()
+			wg.Wait() // every frame read: each reader reads up to the close
+			b.StopTimer()
+		})
+	}
+}
