@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.PingMax, "ping-max", def.PingMax, "longest interval between a driver's location pings")
 	fs.StringVar(&cfg.IDPrefix, "id-prefix", "", "prefix of simulated user ids (default: lt and the start time)")
 	jsonPath := fs.String("json", "", "also write the report as JSON to this file")
-	htmlPath := fs.String("html", "", "also write the report as an HTML page to this file")
+	htmlPath := fs.String("html", "", "also write the report as an HTML page to this file, with throughput and latency plotted over time")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	idle := fs.Int("idle", 0, "instead of a simulation: open this many idle driver sockets, hold them, and report the target's memory and goroutines per socket")
 	settle := fs.Duration("settle", 10*time.Second, "with -idle: how long to hold the sockets before measuring")

@@ -33,6 +33,7 @@ type metrics struct {
 	client        map[string]int64        // client-side failure kind → count
 	first         map[string]string       // first message per error kind
 	unfinishedBy  map[string]int64        // trip state → rides still active at the end
+	tl            *timeline               // per-second figures for the HTML report
 }
 
 const maxLatencyMicros = int64(time.Hour / time.Microsecond)
@@ -49,6 +50,7 @@ func newMetrics() *metrics {
 		client:        map[string]int64{},
 		first:         map[string]string{},
 		unfinishedBy:  map[string]int64{},
+		tl:            newTimeline(),
 	}
 }
 
@@ -59,6 +61,7 @@ func micros(d time.Duration) int64 {
 func (m *metrics) requestToOffer(d time.Duration) {
 	m.mu.Lock()
 	_ = m.reqToOffer.RecordValue(micros(d))
+	_ = m.tl.offer.RecordValue(micros(d))
 	m.mu.Unlock()
 }
 
@@ -72,22 +75,24 @@ func (m *metrics) requestToAccepted(d time.Duration) {
 // pushLatency records now minus a trip push's updated_at (same machine, so
 // the clocks agree).
 func (m *metrics) pushLatency(serverTime string, now time.Time) {
-	m.since(m.push, serverTime, now)
+	m.since(serverTime, now, m.push, m.tl.push)
 }
 
 // locationLatency records now minus a driver.location push's at: when the
 // gateway took the ping, so this is ping → rider, two hops.
 func (m *metrics) locationLatency(serverTime string, now time.Time) {
-	m.since(m.location, serverTime, now)
+	m.since(serverTime, now, m.location)
 }
 
-func (m *metrics) since(h *hdrhistogram.Histogram, serverTime string, now time.Time) {
+func (m *metrics) since(serverTime string, now time.Time, hs ...*hdrhistogram.Histogram) {
 	t, ok := parseTime(serverTime)
 	if !ok {
 		return
 	}
 	m.mu.Lock()
-	_ = h.RecordValue(micros(now.Sub(t)))
+	for _, h := range hs {
+		_ = h.RecordValue(micros(now.Sub(t)))
+	}
 	m.mu.Unlock()
 }
 

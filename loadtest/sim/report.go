@@ -50,6 +50,8 @@ type Report struct {
 	// FirstErrors is the first message seen of each error code or failure
 	// kind, for diagnosis.
 	FirstErrors map[string]string `json:"first_errors,omitempty"`
+	// Timeline has a point per second of the run (the first two hours).
+	Timeline []TimelinePoint `json:"timeline,omitempty"`
 }
 
 // ReportConfig is the part of Config a reader of the report needs.
@@ -220,6 +222,7 @@ func (m *metrics) report(cfg Config, started time.Time, elapsed time.Duration) *
 	if len(m.unfinishedBy) > 0 {
 		r.UnfinishedByState = maps.Clone(m.unfinishedBy)
 	}
+	r.Timeline = slices.Clone(m.tl.points)
 	return r
 }
 
@@ -315,10 +318,10 @@ pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>
 <table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>
 {{range .Rows}}<tr><td>{{.Name}}</td><td>{{.P.Count}}</td><td>{{printf "%.1f" .P.P50}}</td><td>{{printf "%.1f" .P.P90}}</td><td>{{printf "%.1f" .P.P99}}</td><td>{{printf "%.1f" .P.Max}}</td></tr>
 {{end}}</table>
-<h2>Summary</h2><pre>{{.Table}}</pre>
+{{range .Charts}}{{template "chart" .}}{{end}}<h2>Summary</h2><pre>{{.Table}}</pre>
 <h2>JSON</h2><pre>{{.JSON}}</pre>
 </body></html>
-`))
+` + chartTemplate))
 
 // WriteHTML writes the report as a self-contained HTML page.
 func (r *Report) WriteHTML(w io.Writer) error {
@@ -331,7 +334,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}
 	return htmlReport.Execute(w, map[string]any{
 		"Target": r.Target, "StartedAt": r.StartedAt, "ElapsedS": r.ElapsedS,
-		"Rows": r.percentileRows(), "Table": table.String(), "JSON": js.String(),
+		"Rows": r.percentileRows(), "Charts": timelineCharts(r.Timeline), "Table": table.String(), "JSON": js.String(),
 	})
 }
 

@@ -159,3 +159,110 @@ func TestEmptyHistogramSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTimelinePoints: each tick closes a second with the counters' deltas
+// as rates over the time since the last tick and the latencies recorded in
+// that second only; the timeline stops growing at its cap.
+func TestTimelinePoints(t *testing.T) {
+	m := newMetrics()
+	t0 := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	m.pingsSent.Add(40) // before the start: not in any second
+	m.tick(t0)
+	m.pingsSent.Add(100)
+	m.requestsAcked.Add(2)
+	m.offers.Add(3)
+	for _, ms := range []int{10, 20, 30} {
+		m.requestToOffer(time.Duration(ms) * time.Millisecond)
+	}
+	m.pushLatency(t0.Add(1500*time.Millisecond).Format(contractTimestamp), t0.Add(1508*time.Millisecond))
+	m.tick(t0.Add(2 * time.Second))
+	m.tick(t0.Add(3 * time.Second))
+	rep := m.report(DefaultConfig(), t0, 3*time.Second)
+	want := []TimelinePoint{
+		{T: 2, PingsPerSec: 50, RequestsPerSec: 1, OffersPerSec: 1.5, RequestToOffer50: 20, RequestToOffer99: 30, RequestToOfferMx: 30, PushP99: 8},
+		{T: 3},
+	}
+	if len(rep.Timeline) != len(want) {
+		t.Fatalf("timeline %+v, want %+v", rep.Timeline, want)
+	}
+	for i, p := range rep.Timeline {
+		w := want[i]
+		near := func(a, b float64) bool { return math.Abs(a-b) <= 0.01*b+0.01 } // 2 significant digits
+		if p.T != w.T || p.PingsPerSec != w.PingsPerSec || p.RequestsPerSec != w.RequestsPerSec ||
+			p.OffersPerSec != w.OffersPerSec || !near(p.RequestToOffer50, w.RequestToOffer50) ||
+			!near(p.RequestToOffer99, w.RequestToOffer99) || !near(p.RequestToOfferMx, w.RequestToOfferMx) ||
+			!near(p.PushP99, w.PushP99) {
+			t.Errorf("point %d: %+v, want %+v", i, p, w)
+		}
+	}
+	for i := range maxTimeline + 10 {
+		m.tick(t0.Add(time.Duration(4+i) * time.Second))
+	}
+	if n := len(m.report(DefaultConfig(), t0, time.Hour).Timeline); n != maxTimeline {
+		t.Errorf("timeline grew to %d points, cap %d", n, maxTimeline)
+	}
+}
+
+// TestHTMLReportPlotsTimeline: the HTML report draws throughput and latency
+// over time as inline SVG (nothing fetched from elsewhere), a line per
+// series with a vertex per second (latency lines skip seconds without a
+// sample), and no chart for a run without a timeline.
+func TestHTMLReportPlotsTimeline(t *testing.T) {
+	rep := newMetrics().report(DefaultConfig(), time.Now(), time.Second)
+	var b strings.Builder
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "<svg") {
+		t.Error("a report without a timeline drew a chart")
+	}
+	for i := 1; i <= 5; i++ {
+		rep.Timeline = append(rep.Timeline, TimelinePoint{T: float64(i), PingsPerSec: 1000 + float64(i),
+			RequestsPerSec: 10, OffersPerSec: 9, RequestToOffer50: 4, RequestToOffer99: 18 + float64(i), RequestToOfferMx: 30, PushP99: 12})
+	}
+	b.Reset()
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if n := strings.Count(page, "<svg"); n != 3 {
+		t.Fatalf("%d charts, want pings, requests and offers, and latency", n)
+	}
+	if n := strings.Count(page, "<polyline"); n != 7 {
+		t.Errorf("%d lines, want 1 + 2 throughput and 4 latency series", n)
+	}
+	for _, want := range []string{"Pings", "Requests and offers", "Latency", "pings sent", "request→offer p99", "trip push p99", "5 s"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page has no %q", want)
+		}
+	}
+	for _, svg := range strings.Split(page, "<svg")[1:] {
+		svg = svg[:strings.Index(svg, "</svg>")]
+		for _, bad := range []string{"http://", "https://", "<script", "<image"} {
+			if strings.Contains(svg, bad) {
+				t.Errorf("a chart refers to %q", bad)
+			}
+		}
+	}
+	vertices := func(series string) int {
+		i := strings.Index(page, "<title>"+series+"</title>")
+		if i < 0 {
+			t.Fatalf("no line for %s", series)
+		}
+		line := page[:i]
+		line = line[strings.LastIndex(line, `points="`)+len(`points="`):]
+		return len(strings.Fields(line[:strings.Index(line, `"`)]))
+	}
+	if n := vertices("pings sent"); n != 5 {
+		t.Errorf("the pings line has %d vertices, want one per second (5)", n)
+	}
+	rep.Timeline[2].PushP99 = 0 // no trip push in the third second
+	b.Reset()
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page = b.String()
+	if n := vertices("trip push p99"); n != 4 {
+		t.Errorf("the trip push line has %d vertices, want 4 (a second without one is skipped)", n)
+	}
+}

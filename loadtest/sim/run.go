@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	started := time.Now()
+	r.m.tick(started)
 	stopSampling := r.sample()
 	bar := newProgress(progress, cfg, r.m, started)
 	rampDone := make(chan struct{})
@@ -91,6 +92,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	bar.finish()
 	r.stop(cancelPhones)
 	elapsed := time.Since(started)
+	r.m.tick(started.Add(elapsed))
 	rep := r.m.report(cfg, started, elapsed)
 	rep.Process = stopSampling()
 	if cfg.Duration == 0 {
@@ -326,6 +328,7 @@ func (r *runner) sample() func() ProcessStats {
 	stop, done := make(chan struct{}), make(chan struct{})
 	samples := []rtmetrics.Sample{{Name: "/sched/goroutines:goroutines"}, {Name: "/memory/classes/heap/objects:bytes"}}
 	take := func() {
+		r.m.tick(time.Now())
 		rtmetrics.Read(samples)
 		r.mu.Lock()
 		phones := int64(len(r.phones))

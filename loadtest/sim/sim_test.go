@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -166,6 +167,26 @@ func testBounded(t *testing.T, target string) {
 	}
 	if rep.Connections.Disconnects != 0 {
 		t.Errorf("%d sockets dropped", rep.Connections.Disconnects)
+	}
+	// The timeline has a point a second, in order, and adds up: the pings
+	// and requests of its seconds are the run's (each rate is over the
+	// time since the point before).
+	if len(rep.Timeline) < 10 {
+		t.Errorf("timeline has %d points for a %.0f s run", len(rep.Timeline), rep.ElapsedS)
+	}
+	var pings, requests, last float64
+	for _, p := range rep.Timeline {
+		if p.T <= last {
+			t.Fatalf("timeline goes back: %v after %v s", p.T, last)
+		}
+		pings += p.PingsPerSec * (p.T - last)
+		requests += p.RequestsPerSec * (p.T - last)
+		last = p.T
+	}
+	if math.Abs(pings-float64(rep.Pings.Sent)) > 0.01*float64(rep.Pings.Sent)+1 ||
+		math.Abs(requests-float64(q.Requests)) > 0.5 {
+		t.Errorf("timeline adds up to %.1f pings and %.1f requests; the run sent %d and %d", pings, requests,
+			rep.Pings.Sent, q.Requests)
 	}
 	if !strings.Contains(progress.String(), "drivers 30/30") {
 		t.Errorf("progress never showed every driver online: %q", tail(progress.String(), 300))
