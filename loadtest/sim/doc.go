@@ -73,6 +73,7 @@
 // rider's first trip push in state OFFERED), request→accepted, trip push
 // latency (receive time minus the push's updated_at), ping→rider latency
 // (receive time of a driver.location push minus its at, when the gateway
-// took the ping) and offered pickup distance; and errors by code and by
-// command.
+// took the ping) and offered pickup distance; errors by code and by
+// command; and a timeline, a point per second with that second's
+// throughput and latencies, which the HTML report plots.
 package sim
