@@ -5,6 +5,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -102,17 +103,72 @@ func Decode(b []byte) (Envelope, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return Envelope{}, Permanent(fmt.Errorf("decode envelope: %w", err))
 	}
-	switch {
-	case e.ID == "":
-		return Envelope{}, Permanent(errors.New("decode envelope: missing id"))
-	case e.Type == "":
-		return Envelope{}, Permanent(errors.New("decode envelope: missing type"))
-	case e.Version < 1:
-		return Envelope{}, Permanent(fmt.Errorf("decode envelope: bad schema version %d", e.Version))
-	case e.Version > SchemaVersion:
-		return Envelope{}, Permanent(fmt.Errorf("decode envelope: schema version %d is newer than %d", e.Version, SchemaVersion))
+	if err := validate(e); err != nil {
+		return Envelope{}, err
 	}
 	return e, nil
+}
+
+// validate checks what every envelope must have; errors are permanent.
+func validate(e Envelope) error {
+	switch {
+	case e.ID == "":
+		return Permanent(errors.New("decode envelope: missing id"))
+	case e.Type == "":
+		return Permanent(errors.New("decode envelope: missing type"))
+	case e.Version < 1:
+		return Permanent(fmt.Errorf("decode envelope: bad schema version %d", e.Version))
+	case e.Version > SchemaVersion:
+		return Permanent(fmt.Errorf("decode envelope: schema version %d is newer than %d", e.Version, SchemaVersion))
+	}
+	return nil
+}
+
+// Decoded is one event of a record: its envelope, or why it does not
+// decode, and its own bytes.
+type Decoded struct {
+	Envelope Envelope
+	Err      error
+	Raw      []byte
+}
+
+// DecodeRecord reads a Kafka record's value: one envelope, or a JSON array
+// of envelopes (driver.events batches pings, see Producer). Each event
+// decodes or fails on its own; the error is for a value that is neither,
+// and is permanent.
+func DecodeRecord(b []byte) ([]Decoded, error) {
+	v := bytes.TrimLeft(b, " \t\r\n")
+	if len(v) == 0 || v[0] != '[' {
+		e, err := Decode(b)
+		return []Decoded{{Envelope: e, Err: err, Raw: b}}, nil
+	}
+	// One pass for a batch whose events all decode, as the producer's do;
+	// only a batch with a bad event is split to tell it apart.
+	var es []Envelope
+	if json.Unmarshal(v, &es) == nil && len(es) > 0 {
+		out := make([]Decoded, len(es))
+		ok := true
+		for i, e := range es {
+			out[i] = Decoded{Envelope: e}
+			ok = ok && validate(e) == nil
+		}
+		if ok {
+			return out, nil
+		}
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(v, &raws); err != nil {
+		return nil, Permanent(fmt.Errorf("decode batch of envelopes: %w", err))
+	}
+	if len(raws) == 0 {
+		return nil, Permanent(errors.New("decode batch of envelopes: empty"))
+	}
+	out := make([]Decoded, len(raws))
+	for i, r := range raws {
+		e, err := Decode(r)
+		out[i] = Decoded{Envelope: e, Err: err, Raw: r}
+	}
+	return out, nil
 }
 
 // DecodePayload unmarshals the payload into v; errors are permanent.

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -344,4 +345,57 @@ func BenchmarkEncodeLocation(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzDecodeRecord: a record's value is one envelope or an array of them.
+// Whatever the bytes, DecodeRecord either refuses the value with a
+// permanent error or returns events each of which is what Decode makes of
+// its own bytes; a value that is not an array is exactly Decode's answer.
+func FuzzDecodeRecord(f *testing.F) {
+	good := `{"id":"e1","type":"driver.location","v":1,"at":"2026-11-22T21:00:00.12Z","key":"d-42","payload":{"driver_id":"d-42","lat":1,"lng":2}}`
+	for _, s := range []string{
+		good,
+		"[" + good + "]",
+		"[" + good + "," + strings.Replace(good, `"e1"`, `"e2"`, 1) + "]",
+		"[" + good + `,{"id":"","type":"push","v":1}]`,
+		"[" + good + `,{"id":"e3","type":"push","v":2},"x",1,null]`,
+		` [` + good + `]`, `[]`, `[[]]`, `[{}]`, `[`, `null`, `{}`, ``, "\x00\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := DecodeRecord(b)
+		if err != nil {
+			if !errors.Is(err, ErrPermanent) {
+				t.Fatalf("DecodeRecord(%q) error %v is not permanent", b, err)
+			}
+			if rec != nil {
+				t.Fatalf("DecodeRecord(%q) returned events with its error", b)
+			}
+			return
+		}
+		if len(rec) == 0 {
+			t.Fatalf("DecodeRecord(%q) returned no event and no error", b)
+		}
+		for i, d := range rec {
+			if d.Err != nil {
+				if !errors.Is(d.Err, ErrPermanent) || !reflect.DeepEqual(d.Envelope, Envelope{}) {
+					t.Fatalf("DecodeRecord(%q) event %d: %+v with error %v", b, i, d.Envelope, d.Err)
+				}
+				if _, err := Decode(d.Raw); err == nil {
+					t.Fatalf("DecodeRecord(%q) event %d failed, but Decode takes its bytes %q", b, i, d.Raw)
+				}
+				continue
+			}
+			if d.Envelope.ID == "" || d.Envelope.Type == "" || d.Envelope.Version != SchemaVersion {
+				t.Fatalf("DecodeRecord(%q) event %d accepted %+v", b, i, d.Envelope)
+			}
+		}
+		if len(rec) == 1 && rec[0].Raw != nil && string(rec[0].Raw) == string(b) {
+			e, err := Decode(b)
+			if (err == nil) != (rec[0].Err == nil) || !reflect.DeepEqual(e, rec[0].Envelope) {
+				t.Fatalf("DecodeRecord(%q) = %+v, %v; Decode says %+v, %v", b, rec[0].Envelope, rec[0].Err, e, err)
+			}
+		}
+	})
 }

@@ -58,6 +58,8 @@ type Producer struct {
 	// bulk carries many control events at once that nothing waits on in a
 	// hurry (PublishBulk): in batches, apart from w's partition queues.
 	bulk *kafka.Writer
+	// batch gathers driver events into the pings writer's records.
+	batch *pingBatcher
 	// queued bounds the driver events written but not yet acknowledged:
 	// Send and Publish wait for room, so a broker that falls behind slows
 	// the sockets instead of growing the heap.
@@ -71,9 +73,10 @@ type Producer struct {
 // platform allocated at 2,000 pings/s, and each garbage collection takes one
 // of the two cores for tens of milliseconds (docs/loadtest.md, item 16).
 //
-//   - pingBatch: one partition's pings in one linger. 15,000 pings/s, the
-//     measured ceiling, over 4 partitions in 50 ms is about 190; a fuller
-//     window is sent as two batches.
+//   - pingBatch: the most driver events in one record (pingBatcher): one
+//     partition's pings in one linger. 15,000 pings/s over 4 partitions in
+//     50 ms is about 190; a fuller window is sent as two records. The
+//     record itself goes to the pings writer, which sends each at once.
 //   - bulkBatch: one PublishBulk call's relays for one partition, a handful
 //     to a few dozen (what a bulk fetch of pings holds for busy drivers).
 const (
@@ -108,18 +111,21 @@ func (a *acks) complete(n int, err error) {
 // pingsDone is the pings writer's Completion: it frees their room in the
 // queue, answers the synchronous writers, and reports what Send lost.
 func (p *Producer) pingsDone(msgs []kafka.Message, err error) {
-	p.queued.Release(int64(len(msgs)))
-	var lost int
+	var n, lost int
 	byAcks := map[*acks]int{}
 	for _, m := range msgs {
-		if a, ok := m.WriterData.(*acks); ok {
-			byAcks[a]++
-		} else if err != nil {
-			lost++
-		} else {
-			producedTotal.WithLabelValues(m.Topic).Inc()
+		for _, e := range m.WriterData.(*batchRecord).events {
+			n++
+			if e.a != nil {
+				byAcks[e.a]++
+			} else if err != nil {
+				lost++
+			} else {
+				producedTotal.WithLabelValues(m.Topic).Inc()
+			}
 		}
 	}
+	p.queued.Release(int64(n))
 	for a, n := range byAcks {
 		a.complete(n, err)
 	}
@@ -186,13 +192,15 @@ func NewProducerWith(cfg ProducerConfig) *Producer {
 			WriteBackoffMax: 500 * time.Millisecond,
 		}
 	}
-	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(cfg.PingLinger, pingBatch), bulk: writer(time.Nanosecond, bulkBatch),
+	p := &Producer{w: writer(cfg.Linger, controlBatch), pings: writer(time.Nanosecond, 1), bulk: writer(time.Nanosecond, bulkBatch),
 		queued: semaphore.NewWeighted(maxQueuedPings), log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
 	p.pings.Async = true
 	p.pings.Completion = p.pingsDone
+	p.pings.Balancer = &batchBalancer{}
+	p.batch = &pingBatcher{brokers: cfg.Brokers, linger: cfg.PingLinger, w: p.pings, done: p.pingsDone}
 	return p
 }
 
@@ -237,12 +245,7 @@ func (p *Producer) writePings(ctx context.Context, msgs []kafka.Message, a *acks
 	if err := p.queued.Acquire(ctx, n); err != nil {
 		return fmt.Errorf("wait for room to write driver events: %w", err)
 	}
-	if a != nil {
-		for i := range msgs {
-			msgs[i].WriterData = a
-		}
-	}
-	if err := p.pings.WriteMessages(ctx, msgs...); err != nil {
+	if err := p.batch.add(ctx, msgs, a); err != nil {
 		p.queued.Release(n) // refused before queueing: no completion follows
 		return err
 	}
@@ -366,7 +369,10 @@ func (p *Producer) PublishRaw(ctx context.Context, topic string, key, value []by
 }
 
 // Close flushes and closes the producer.
-func (p *Producer) Close() error { return errors.Join(p.w.Close(), p.bulk.Close(), p.pings.Close()) }
+func (p *Producer) Close() error {
+	p.batch.close()
+	return errors.Join(p.w.Close(), p.bulk.Close(), p.pings.Close())
+}
 
 // Handler applies one event. It must be idempotent: the consumer commits the
 // offset only after the handler returns nil, so a crash in between
@@ -575,16 +581,18 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 		}
 		return nil
 	}
-	if len(msgs) == 1 {
-		return each()
-	}
-	es := make([]Envelope, len(msgs))
-	for i, m := range msgs {
-		e, err := Decode(m.Value)
+	es := make([]Envelope, 0, len(msgs))
+	for _, m := range msgs {
+		rec, err := DecodeRecord(m.Value)
 		if err != nil {
 			return each()
 		}
-		es[i] = e
+		for _, d := range rec {
+			if d.Err != nil {
+				return each()
+			}
+			es = append(es, d.Envelope)
+		}
 	}
 	observeDelay(cfg.Group, cfg.Topic, es...)
 	err := retry(ctx, cfg, log, msgs, func() error { return h(ctx, es) })
@@ -597,15 +605,34 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 // handle runs the handler on one message until it succeeds, is dead-lettered,
 // or ctx ends.
 func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, m kafka.Message) error {
-	e, err := Decode(m.Value) // its errors are permanent
-	if err == nil {
-		observeDelay(cfg.Group, cfg.Topic, e)
-		err = retry(ctx, cfg, log, []kafka.Message{m}, func() error { return h(ctx, e) })
-	}
-	if errors.Is(err, ErrPermanent) {
+	rec, err := DecodeRecord(m.Value) // its errors are permanent
+	if err != nil {
 		return deadLetter(ctx, cfg, log, m, err)
 	}
-	return err
+	for _, d := range rec {
+		err := d.Err
+		if err == nil {
+			e := d.Envelope
+			observeDelay(cfg.Group, cfg.Topic, e)
+			err = retry(ctx, cfg, log, []kafka.Message{m}, func() error { return h(ctx, e) })
+		}
+		if errors.Is(err, ErrPermanent) {
+			// Only this event of a batch record is dead-lettered.
+			one := m
+			if one.Value = d.Raw; one.Value == nil { // decoded in one pass with its batch
+				b, encErr := encode(d.Envelope)
+				if encErr != nil {
+					return encErr
+				}
+				one.Value = b
+			}
+			err = deadLetter(ctx, cfg, log, one, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retry runs try, the handling of msgs, until it succeeds, fails for good

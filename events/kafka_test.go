@@ -2,9 +2,11 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -345,11 +347,16 @@ func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string
 			if err != nil {
 				break
 			}
-			e, err := Decode(m.Value)
+			rec, err := DecodeRecord(m.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, e)
+			for _, d := range rec {
+				if d.Err != nil {
+					t.Fatal(d.Err)
+				}
+				out = append(out, d.Envelope)
+			}
 		}
 		r.Close()
 	}
@@ -556,4 +563,168 @@ func BenchmarkPublishSmallBatches(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDriverEventsGoManyToARecord: the producer puts a partition's driver
+// events in few records, and consumers still see each event once, each
+// driver's in order, acknowledged ones included.
+func TestDriverEventsGoManyToARecord(t *testing.T) {
+	brokers := startBroker(t, 4, TopicDriverEvents)
+	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 20 * time.Millisecond})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const drivers, each = 40, 25
+	for i := range each {
+		for d := range drivers {
+			e, err := NewWithID(fmt.Sprintf("d%02d-%03d", d, i), TypeDriverLocation, fmt.Sprintf("d%02d", d), time.Now(),
+				DriverLocation{DriverID: fmt.Sprintf("d%02d", d), Lat: 1, Lng: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == each-1 && d%10 == 0 {
+				err = p.Publish(ctx, TopicDriverEvents, e) // acknowledged, behind its driver's pings
+			} else {
+				err = p.Send(ctx, Outgoing{Topic: TopicDriverEvents, Env: e})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	p.Close() // what is still waiting goes out
+	records := int64(0)
+	for part := range 4 {
+		c, err := kafka.DialLeader(ctx, "tcp", brokers[0], TopicDriverEvents, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := c.ReadLastOffset()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		records += last
+	}
+	if records > drivers*each/10 {
+		t.Errorf("%d events took %d records; want them many to a record", drivers*each, records)
+	}
+	var mu sync.Mutex
+	seen := map[string][]string{}
+	total := 0
+	cctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "many", Topic: TopicDriverEvents, Bulk: true},
+			func(_ context.Context, e Envelope) error {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[e.Key] = append(seen[e.Key], e.ID)
+				if total++; total == drivers*each {
+					stop()
+				}
+				return nil
+			})
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if total != drivers*each {
+		t.Fatalf("consumed %d of %d events", total, drivers*each)
+	}
+	for d := range drivers {
+		key := fmt.Sprintf("d%02d", d)
+		if got := seen[key]; len(got) != each || !slices.IsSorted(got) {
+			t.Fatalf("driver %s: %v; want its %d events once, in order", key, got, each)
+		}
+	}
+}
+
+// TestBadEventInABatchRecord: an event of a batch record that cannot be
+// decoded or handled is dead-lettered alone; the rest of its record is
+// handled, by Consume and by ConsumeBatches.
+func TestBadEventInABatchRecord(t *testing.T) {
+	const topic = "mixed.test"
+	brokers := startBroker(t, 1, topic, TopicDeadLetters)
+	p := NewProducer(brokers, 0)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env := func(id string) string {
+		e, err := NewWithID(id, TypeDriverLocation, "k", time.Now(), DriverLocation{DriverID: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	value := "[" + env("e1") + `,{"id":"","type":"x","v":1},` + env("refused") + "," + env("e2") + "]"
+	if err := p.PublishRaw(ctx, topic, []byte("k"), []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishRaw(ctx, topic, []byte("k"), []byte(env("e3"))); err != nil {
+		t.Fatal(err)
+	}
+	// Every event of this one decodes: the one the handler refuses is
+	// dead-lettered with its own bytes all the same.
+	if err := p.PublishRaw(ctx, topic, []byte("k"), []byte("["+env("e4")+","+env("refused2")+","+env("e5")+"]")); err != nil {
+		t.Fatal(err)
+	}
+	run := func(group string, consume func(context.Context, ConsumerConfig, func([]Envelope) error) error) []string {
+		var got []string
+		cctx, stop := context.WithCancel(ctx)
+		defer stop()
+		err := consume(cctx, ConsumerConfig{Brokers: brokers, Group: group, Topic: topic, DeadLetters: p},
+			func(es []Envelope) error {
+				for _, e := range es {
+					if strings.HasPrefix(e.ID, "refused") {
+						return Permanent(errors.New("refused"))
+					}
+				}
+				for _, e := range es {
+					got = append(got, e.ID)
+				}
+				if len(got) == 5 {
+					stop()
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	one := run("one", func(ctx context.Context, cfg ConsumerConfig, h func([]Envelope) error) error {
+		return Consume(ctx, cfg, func(_ context.Context, e Envelope) error { return h([]Envelope{e}) })
+	})
+	batches := run("batches", func(ctx context.Context, cfg ConsumerConfig, h func([]Envelope) error) error {
+		return ConsumeBatches(ctx, cfg, func(_ context.Context, es []Envelope) error { return h(es) })
+	})
+	for name, got := range map[string][]string{"Consume": one, "ConsumeBatches": batches} {
+		if strings.Join(got, ",") != "e1,e2,e3,e4,e5" {
+			t.Errorf("%s handled %v; want e1,e2,e3,e4,e5", name, got)
+		}
+	}
+	var dead []string
+	for _, e := range readTopic(ctx, t, brokers, TopicDeadLetters, 1) {
+		var dl DeadLetter
+		if err := e.DecodePayload(&dl); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(dl.Value, "[") {
+			t.Errorf("a whole batch record was dead-lettered: %s", dl.Reason)
+		}
+		id := "(bad)"
+		if v, err := Decode([]byte(dl.Value)); err == nil {
+			id = v.ID
+		}
+		dead = append(dead, dl.Group+":"+id)
+	}
+	slices.Sort(dead)
+	if want := "batches:(bad),batches:refused,batches:refused2,one:(bad),one:refused,one:refused2"; strings.Join(dead, ",") != want {
+		t.Errorf("dead letters %v; want %s", dead, want)
+	}
 }
