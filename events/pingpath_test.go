@@ -14,8 +14,8 @@ import (
 // embedded broker and read back by three Bulk consumer groups (as the
 // dispatcher, tripstate and the live map read driver.events), each decoding
 // every ping. It reports cpu-µs/ping (user + system, broker included).
-// Before the producer put many pings in one record it was 17-24 µs; with
-// fifty to a record, in a prototype, 3.4-6.8 (docs/loadtest.md, item 18).
+// Run in turn with the build before, which put one ping in a record:
+// 21.6-25.7 µs then, 15.2-17.8 now (docs/loadtest.md, item 18).
 //
 //	go test ./events -run XXX -bench PingPath -benchtime 200000x
 func BenchmarkPingPath(b *testing.B) {
