@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
@@ -427,28 +428,61 @@ type ConsumerConfig struct {
 // A new group starts at the first offset so nothing produced before the
 // consumer first started is skipped.
 func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
-	return consume(ctx, cfg, func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
-		return handle(ctx, cfg, log, h, msgs[0])
+	return consume(ctx, newMember(cfg), func(ctx context.Context, c *member, msgs []kafka.Message) error {
+		return c.handle(ctx, h, msgs[0])
 	}, 1)
 }
 
 // ConsumeBatches is Consume for a BatchHandler.
 func ConsumeBatches(ctx context.Context, cfg ConsumerConfig, h BatchHandler) error {
-	return consume(ctx, cfg, func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
-		return handleBatch(ctx, cfg, log, h, msgs)
+	return consume(ctx, newMember(cfg), func(ctx context.Context, c *member, msgs []kafka.Message) error {
+		return c.handleBatch(ctx, h, msgs)
 	}, maxBatch)
 }
 
 // apply handles messages of one partition until they are done with (handled
 // or dead-lettered) or ctx ends.
-type apply func(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error
+type apply func(ctx context.Context, c *member, msgs []kafka.Message) error
 
-func consume(ctx context.Context, cfg ConsumerConfig, h apply, batch int) error {
+// member is one consumer-group member: its settings, its logger and its
+// metrics, whose label lookups are done once here rather than per event
+// (a lookup hashes both labels and takes the vector's lock).
+type member struct {
+	cfg         ConsumerConfig
+	log         *slog.Logger
+	consumed    prometheus.Counter
+	retries     prometheus.Counter
+	deadLetters prometheus.Counter
+	delay       prometheus.Observer
+}
+
+func newMember(cfg ConsumerConfig) *member {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("group", cfg.Group, "topic", cfg.Topic)
+	return &member{
+		cfg:         cfg,
+		log:         log.With("group", cfg.Group, "topic", cfg.Topic),
+		consumed:    consumedTotal.WithLabelValues(cfg.Group, cfg.Topic),
+		retries:     handlerRetries.WithLabelValues(cfg.Group, cfg.Topic),
+		deadLetters: deadLettersTotal.WithLabelValues(cfg.Group, cfg.Topic),
+		delay:       eventDelay.WithLabelValues(cfg.Group, cfg.Topic),
+	}
+}
+
+// observeDelay records how late events reach the handler.
+func (c *member) observeDelay(es ...Envelope) {
+	now := time.Now()
+	for _, e := range es {
+		if !e.OccurredAt.IsZero() {
+			c.delay.Observe(now.Sub(e.OccurredAt).Seconds())
+		}
+	}
+}
+
+func consume(ctx context.Context, c *member, h apply, batch int) error {
+	cfg, log := c.cfg, c.log
 	session := cfg.SessionTimeout
 	if session <= 0 {
 		session = 10 * time.Second
@@ -512,7 +546,7 @@ func consume(ctx context.Context, cfg ConsumerConfig, h apply, batch int) error 
 		if !ok {
 			ch = make(chan kafka.Message, partitionQueue)
 			workers[m.Partition] = ch
-			g.Go(func() error { return work(gctx, log, h, batch, r, ch) })
+			g.Go(func() error { return work(gctx, c, h, batch, r, ch) })
 		}
 		select {
 		case ch <- m:
@@ -539,7 +573,7 @@ func workersErr(ctx context.Context, g *errgroup.Group) error {
 
 // work handles one partition's messages in order, up to batch at a time,
 // committing each batch after it is done with.
-func work(ctx context.Context, log *slog.Logger, h apply, batch int, r *kafka.Reader, ch <-chan kafka.Message) error {
+func work(ctx context.Context, c *member, h apply, batch int, r *kafka.Reader, ch <-chan kafka.Message) error {
 	msgs := make([]kafka.Message, 0, batch)
 	for {
 		msgs = msgs[:0]
@@ -558,7 +592,7 @@ func work(ctx context.Context, log *slog.Logger, h apply, batch int, r *kafka.Re
 				break more
 			}
 		}
-		if err := h(ctx, log, msgs); err != nil {
+		if err := h(ctx, c, msgs); err != nil {
 			return err // not committed: the next owner gets it again
 		}
 		if err := r.CommitMessages(ctx, msgs...); err != nil {
@@ -571,11 +605,11 @@ func work(ctx context.Context, log *slog.Logger, h apply, batch int, r *kafka.Re
 // handleBatch runs a BatchHandler on msgs until it succeeds or ctx ends; a
 // permanent error, or an event that does not decode, sends the batch
 // through one event at a time.
-func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h BatchHandler, msgs []kafka.Message) error {
+func (c *member) handleBatch(ctx context.Context, h BatchHandler, msgs []kafka.Message) error {
 	one := func(ctx context.Context, e Envelope) error { return h(ctx, []Envelope{e}) }
 	each := func() error {
 		for _, m := range msgs {
-			if err := handle(ctx, cfg, log, one, m); err != nil {
+			if err := c.handle(ctx, one, m); err != nil {
 				return err
 			}
 		}
@@ -594,8 +628,8 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 			es = append(es, d.Envelope)
 		}
 	}
-	observeDelay(cfg.Group, cfg.Topic, es...)
-	err := retry(ctx, cfg, log, msgs, func() error { return h(ctx, es) })
+	c.observeDelay(es...)
+	err := c.retry(ctx, msgs, len(es), func() error { return h(ctx, es) })
 	if errors.Is(err, ErrPermanent) {
 		return each()
 	}
@@ -604,17 +638,17 @@ func handleBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Ba
 
 // handle runs the handler on one message until it succeeds, is dead-lettered,
 // or ctx ends.
-func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler, m kafka.Message) error {
+func (c *member) handle(ctx context.Context, h Handler, m kafka.Message) error {
 	rec, err := DecodeRecord(m.Value) // its errors are permanent
 	if err != nil {
-		return deadLetter(ctx, cfg, log, m, err)
+		return c.deadLetter(ctx, m, err)
 	}
 	for _, d := range rec {
 		err := d.Err
 		if err == nil {
 			e := d.Envelope
-			observeDelay(cfg.Group, cfg.Topic, e)
-			err = retry(ctx, cfg, log, []kafka.Message{m}, func() error { return h(ctx, e) })
+			c.observeDelay(e)
+			err = c.retry(ctx, []kafka.Message{m}, 1, func() error { return h(ctx, e) })
 		}
 		if errors.Is(err, ErrPermanent) {
 			// Only this event of a batch record is dead-lettered.
@@ -626,7 +660,7 @@ func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler
 				}
 				one.Value = b
 			}
-			err = deadLetter(ctx, cfg, log, one, err)
+			err = c.deadLetter(ctx, one, err)
 		}
 		if err != nil {
 			return err
@@ -635,14 +669,14 @@ func handle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h Handler
 	return nil
 }
 
-// retry runs try, the handling of msgs, until it succeeds, fails for good
-// (that error is returned) or ctx ends.
-func retry(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, msgs []kafka.Message, try func() error) error {
+// retry runs try, the handling of n events from msgs, until it succeeds,
+// fails for good (that error is returned) or ctx ends.
+func (c *member) retry(ctx context.Context, msgs []kafka.Message, n int, try func() error) error {
 	backoff := newBackoff()
 	for {
 		err := try()
 		if err == nil {
-			consumedTotal.WithLabelValues(cfg.Group, cfg.Topic).Add(float64(len(msgs)))
+			c.consumed.Add(float64(n))
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -652,17 +686,18 @@ func retry(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, msgs []kaf
 			return err
 		}
 		first := msgs[0]
-		log.Warn("handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", len(msgs), "err", err)
-		handlerRetries.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+		c.log.Warn("handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", n, "err", err)
+		c.retries.Inc()
 		if !backoff.wait(ctx) {
 			return ctx.Err()
 		}
 	}
 }
 
-func deadLetter(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, m kafka.Message, reason error) error {
-	log.Error("dead-lettering event", "partition", m.Partition, "offset", m.Offset, "reason", reason)
-	deadLettersTotal.WithLabelValues(cfg.Group, cfg.Topic).Inc()
+func (c *member) deadLetter(ctx context.Context, m kafka.Message, reason error) error {
+	cfg := c.cfg
+	c.log.Error("dead-lettering event", "partition", m.Partition, "offset", m.Offset, "reason", reason)
+	c.deadLetters.Inc()
 	if cfg.DeadLetters == nil {
 		return fmt.Errorf("no dead-letter producer for %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, reason)
 	}
@@ -679,7 +714,7 @@ func deadLetter(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, m kaf
 		if err == nil {
 			return nil
 		}
-		log.Warn("publish dead letter; retrying", "err", err)
+		c.log.Warn("publish dead letter; retrying", "err", err)
 		if !backoff.wait(ctx) {
 			return ctx.Err()
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -609,33 +610,48 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 	if records > drivers*each/10 {
 		t.Errorf("%d events took %d records; want them many to a record", drivers*each, records)
 	}
-	var mu sync.Mutex
-	seen := map[string][]string{}
-	total := 0
-	cctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "many", Topic: TopicDriverEvents, Bulk: true},
-			func(_ context.Context, e Envelope) error {
+	for group, consume := range map[string]func(context.Context, ConsumerConfig, func(Envelope)) error{
+		"many": func(ctx context.Context, cfg ConsumerConfig, h func(Envelope)) error {
+			return Consume(ctx, cfg, func(_ context.Context, e Envelope) error { h(e); return nil })
+		},
+		"many-batches": func(ctx context.Context, cfg ConsumerConfig, h func(Envelope)) error {
+			return ConsumeBatches(ctx, cfg, func(_ context.Context, es []Envelope) error {
+				for _, e := range es {
+					h(e)
+				}
+				return nil
+			})
+		},
+	} {
+		var mu sync.Mutex
+		seen := map[string][]string{}
+		total := 0
+		cctx, stop := context.WithCancel(ctx)
+		err := consume(cctx, ConsumerConfig{Brokers: brokers, Group: group, Topic: TopicDriverEvents, Bulk: true},
+			func(e Envelope) {
 				mu.Lock()
 				defer mu.Unlock()
 				seen[e.Key] = append(seen[e.Key], e.ID)
 				if total++; total == drivers*each {
 					stop()
 				}
-				return nil
 			})
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if total != drivers*each {
-		t.Fatalf("consumed %d of %d events", total, drivers*each)
-	}
-	for d := range drivers {
-		key := fmt.Sprintf("d%02d", d)
-		if got := seen[key]; len(got) != each || !slices.IsSorted(got) {
-			t.Fatalf("driver %s: %v; want its %d events once, in order", key, got, each)
+		stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total != drivers*each {
+			t.Fatalf("%s: consumed %d of %d events", group, total, drivers*each)
+		}
+		for d := range drivers {
+			key := fmt.Sprintf("d%02d", d)
+			if got := seen[key]; len(got) != each || !slices.IsSorted(got) {
+				t.Fatalf("%s: driver %s: %v; want its %d events once, in order", group, key, got, each)
+			}
+		}
+		// The metric counts events, not the records that carried them.
+		if got := testutil.ToFloat64(consumedTotal.WithLabelValues(group, TopicDriverEvents)); got != drivers*each {
+			t.Errorf("%s: hexride_events_consumed_total %v; want %d", group, got, drivers*each)
 		}
 	}
 }
@@ -726,5 +742,13 @@ func TestBadEventInABatchRecord(t *testing.T) {
 	slices.Sort(dead)
 	if want := "batches:(bad),batches:refused,batches:refused2,one:(bad),one:refused,one:refused2"; strings.Join(dead, ",") != want {
 		t.Errorf("dead letters %v; want %s", dead, want)
+	}
+	for _, group := range []string{"one", "batches"} {
+		if got := testutil.ToFloat64(consumedTotal.WithLabelValues(group, topic)); got != 5 {
+			t.Errorf("%s: hexride_events_consumed_total %v; want 5", group, got)
+		}
+		if got := testutil.ToFloat64(deadLettersTotal.WithLabelValues(group, topic)); got != 3 {
+			t.Errorf("%s: hexride_events_dead_letters_total %v; want 3", group, got)
+		}
 	}
 }

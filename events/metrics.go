@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -40,15 +39,4 @@ func encode(e Envelope) ([]byte, error) {
 		return nil, fmt.Errorf("encode envelope %s: %w", e.ID, err)
 	}
 	return b, nil
-}
-
-// observeDelay records how late events reach a group's handler.
-func observeDelay(group, topic string, es ...Envelope) {
-	h := eventDelay.WithLabelValues(group, topic)
-	now := time.Now()
-	for _, e := range es {
-		if !e.OccurredAt.IsZero() {
-			h.Observe(now.Sub(e.OccurredAt).Seconds())
-		}
-	}
 }
