@@ -128,14 +128,16 @@ type phone struct {
 
 var errNotConnected = errors.New("not connected")
 
-// writeLocked writes one frame on the current socket.
+// writeLocked writes one frame on the current socket. It passes no context:
+// coder/websocket registers a context.AfterFunc per write on one that can
+// be cancelled, and thousands of phones doing so on the run's context
+// contend for its lock. The socket is closed when the run's context ends
+// (run), which ends a write that waits.
 func (p *phone) writeLocked(b []byte) error {
 	if p.c == nil {
 		return errNotConnected
 	}
-	ctx, cancel := context.WithTimeout(p.r.ctx, 5*time.Second)
-	defer cancel()
-	if err := p.c.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := p.c.Write(context.Background(), websocket.MessageText, b); err != nil {
 		p.r.m.clientFailure("write", err)
 		return err
 	}
@@ -208,6 +210,9 @@ func (p *phone) run() {
 			return
 		}
 		p.c = c
+		// Reads and writes pass no context (writeLocked); this ends them
+		// when the run's context does.
+		unhook := context.AfterFunc(p.r.ctx, func() { c.CloseNow() })
 		if !first {
 			p.r.m.reconnects.Add(1)
 			for _, cmd := range p.pend {
@@ -219,6 +224,7 @@ func (p *phone) run() {
 		first = false
 
 		p.readLoop(c)
+		unhook()
 
 		p.mu.Lock()
 		p.c = nil
@@ -293,7 +299,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *phone) readLoop(c *websocket.Conn) {
 	for {
-		_, rd, err := c.Reader(p.r.ctx)
+		_, rd, err := c.Reader(context.Background())
 		if err != nil {
 			return
 		}
