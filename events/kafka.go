@@ -390,14 +390,23 @@ type Handler func(ctx context.Context, e Envelope) error
 // dead-lettered.
 type BatchHandler func(ctx context.Context, es []Envelope) error
 
-// A Bulk consumer's fetch returns once it has bulkFetchBytes or after about
-// three quarters of bulkFetchWait. kafka-go gives up on a fetch not
-// answered within bulkFetchWait, so the quarter left is the broker's time
-// to answer: 60 ms left 15 ms, which a loaded machine (tests under -race)
-// overran on every fetch, and the consumer never moved.
+// How long the broker holds a fetch that has not got what it asked for:
+// a Bulk consumer's fetch returns once it has bulkFetchBytes or after
+// bulkFetchHold, any other once it has one event or after fetchHold.
+//
+// kafka-go does not send MaxWait to the broker as it is: it keeps back a
+// round trip's margin, a whole second when MaxWait is over a second and a
+// quarter of it below (MaxWait 250 ms: the broker held 187 ms and had 63 ms
+// to answer), and a fetch answered after MaxWait is a timeout that closes
+// the connection. A broker loop a few dozen milliseconds behind, which
+// a loaded machine makes common, cost every consumer its connection at
+// once: a few hundred reconnects in a 45 s run at 15,000 pings/s. MaxWait
+// is therefore the hold plus fetchMargin.
 const (
 	bulkFetchBytes = 16 << 10
-	bulkFetchWait  = 250 * time.Millisecond
+	bulkFetchHold  = 200 * time.Millisecond
+	fetchHold      = 250 * time.Millisecond
+	fetchMargin    = time.Second
 )
 
 // maxBatch bounds a BatchHandler's batch.
@@ -413,7 +422,7 @@ type ConsumerConfig struct {
 	Logger      *slog.Logger
 	// Bulk marks a high-rate topic whose events may wait tens of
 	// milliseconds (driver pings): each fetch waits for up to
-	// bulkFetchBytes or bulkFetchWait instead of returning with the first
+	// bulkFetchBytes or bulkFetchHold instead of returning with the first
 	// event, so the broker serves far fewer, fuller fetches. See
 	// docs/loadtest.md for what it saved.
 	Bulk bool
@@ -487,11 +496,9 @@ func consume(ctx context.Context, c *member, h apply, batch int) error {
 	if session <= 0 {
 		session = 10 * time.Second
 	}
-	// kafka-go asks the broker to wait three quarters of MaxWait and gives
-	// up on a fetch unanswered after MaxWait.
-	minBytes, maxWait := 1, 250*time.Millisecond
+	minBytes, hold := 1, fetchHold
 	if cfg.Bulk {
-		minBytes, maxWait = bulkFetchBytes, bulkFetchWait
+		minBytes, hold = bulkFetchBytes, bulkFetchHold
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           cfg.Brokers,
@@ -500,7 +507,7 @@ func consume(ctx context.Context, c *member, h apply, batch int) error {
 		StartOffset:       kafka.FirstOffset,
 		MinBytes:          minBytes,
 		MaxBytes:          10 << 20,
-		MaxWait:           maxWait,
+		MaxWait:           hold + fetchMargin,
 		ReadBackoffMin:    5 * time.Millisecond,
 		ReadBackoffMax:    100 * time.Millisecond,
 		HeartbeatInterval: time.Second,
