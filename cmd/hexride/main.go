@@ -7,10 +7,14 @@
 //	hexride token -role driver -sub d-42
 //	                     print a token signed with HEXRIDE_JWT_SECRET (or the
 //	                     development secret the demo uses when none is set)
+//	hexride loadtest -target http://127.0.0.1:8080 -drivers 200 -rate 5
+//	                     drive simulated phones at a platform on this machine
+//	                     (the same as go run ./loadtest; see -h)
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,15 +31,35 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	var status exitStatus
+	switch {
+	case errors.As(err, &status):
+		os.Exit(int(status)) // the subcommand has said why
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "hexride:", err)
 		os.Exit(1)
 	}
 }
 
+// exitStatus is a subcommand's exit status other than 0, its messages
+// already written.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "token" {
-		return platform.MintToken(args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return platform.MintToken(args[1:], getenv, stdout, stderr)
+		case "loadtest":
+			if code := sim.Command(ctx, "hexride loadtest", args[1:], stdout, stderr); code != sim.ExitOK {
+				return exitStatus(code)
+			}
+			return nil
+		}
 	}
 	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DemoCity: func(ctx context.Context, addr string) error {
 		_, err := sim.Run(ctx, sim.DemoCity("http://"+addr), nil)

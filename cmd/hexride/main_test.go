@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -184,5 +185,37 @@ func TestBadSettingIsAClearError(t *testing.T) {
 				t.Fatalf("got %v, want an error naming %s", err, tc.env)
 			}
 		})
+	}
+}
+
+// TestLoadtestCommand: `hexride loadtest` is the load test's command line,
+// with its exit statuses: a target off this machine is refused with 2.
+func TestLoadtestCommand(t *testing.T) {
+	var stderr strings.Builder
+	err := run(t.Context(), []string{"loadtest", "-target", "http://10.1.2.3:8080"}, func(string) string { return "" }, io.Discard, &stderr)
+	var status exitStatus
+	if !errors.As(err, &status) || status != 2 {
+		t.Fatalf("got %v, want exit status 2", err)
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "hexride loadtest:") || !strings.Contains(msg, "not a loopback") {
+		t.Errorf("message: %q", msg)
+	}
+	stderr.Reset()
+	if err := run(t.Context(), []string{"loadtest", "-h"}, func(string) string { return "" }, io.Discard, &stderr); err != nil || !strings.Contains(stderr.String(), "-drivers") {
+		t.Errorf("-h: %v, usage %q", err, stderr.String())
+	}
+}
+
+// TestStrayArgumentIsAnError: a word the command does not know (a mistyped
+// subcommand) is refused before anything starts, not ignored.
+func TestStrayArgumentIsAnError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"lodtest", "-drivers", "10"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "lodtest"`) {
+		t.Fatalf("got %v, want an error naming the argument", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the platform ran until the deadline")
 	}
 }

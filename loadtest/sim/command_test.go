@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"strings"
@@ -14,22 +14,22 @@ func TestTargetMustBeLoopback(t *testing.T) {
 		target string
 		code   int
 	}{
-		{"http://10.0.0.1:8080", exitUsage},
-		{"http://example.com", exitUsage},
-		{"https://8.8.8.8", exitUsage},
-		{"http://127.0.0.1:1", exitError},
-		{"http://localhost:9", exitError},
-		{"http://[::1]:9", exitError},
+		{"http://10.0.0.1:8080", ExitUsage},
+		{"http://example.com", ExitUsage},
+		{"https://8.8.8.8", ExitUsage},
+		{"http://127.0.0.1:1", ExitError},
+		{"http://localhost:9", ExitError},
+		{"http://[::1]:9", ExitError},
 	} {
 		t.Run(c.target, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr strings.Builder
-			code := run(t.Context(), []string{"-target", c.target, "-duration", "1s", "-quiet"}, &stdout, &stderr)
+			code := Command(t.Context(), "loadtest", []string{"-target", c.target, "-duration", "1s", "-quiet"}, &stdout, &stderr)
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, c.code, stderr.String())
 			}
 			msg := stderr.String()
-			if c.code == exitUsage {
+			if c.code == ExitUsage {
 				u := strings.TrimPrefix(strings.TrimPrefix(c.target, "http://"), "https://")
 				host := strings.Split(u, ":")[0]
 				for _, want := range []string{host, "not a loopback", "127.0.0.0/8", "::1", "localhost"} {
@@ -46,7 +46,7 @@ func TestTargetMustBeLoopback(t *testing.T) {
 
 func TestFlags(t *testing.T) {
 	var stdout, stderr strings.Builder
-	if code := run(t.Context(), []string{"-h"}, &stdout, &stderr); code != exitOK {
+	if code := Command(t.Context(), "loadtest", []string{"-h"}, &stdout, &stderr); code != ExitOK {
 		t.Errorf("-h: exit %d", code)
 	}
 	for _, flag := range []string{"-drivers", "-rate", "-duration", "-ramp", "-target", "-seed", "-json", "-html"} {
@@ -56,8 +56,8 @@ func TestFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{{"-accept", "2"}, {"-drivers", "-1"}, {"-nope"}, {"extra"}} {
 		stderr.Reset()
-		if code := run(t.Context(), args, &stdout, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		if code := Command(t.Context(), "loadtest", args, &stdout, &stderr); code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, ExitUsage)
 		}
 	}
 }
