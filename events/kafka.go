@@ -636,7 +636,7 @@ func (c *member) handleBatch(ctx context.Context, h BatchHandler, msgs []kafka.M
 		}
 	}
 	c.observeDelay(es...)
-	err := c.retry(ctx, msgs, len(es), func() error { return h(ctx, es) })
+	err := c.retry(ctx, msgs[0], len(es), func() error { return h(ctx, es) })
 	if errors.Is(err, ErrPermanent) {
 		return each()
 	}
@@ -655,7 +655,7 @@ func (c *member) handle(ctx context.Context, h Handler, m kafka.Message) error {
 		if err == nil {
 			e := d.Envelope
 			c.observeDelay(e)
-			err = c.retry(ctx, []kafka.Message{m}, 1, func() error { return h(ctx, e) })
+			err = c.retry(ctx, m, 1, func() error { return h(ctx, e) })
 		}
 		if errors.Is(err, ErrPermanent) {
 			// Only this event of a batch record is dead-lettered.
@@ -676,9 +676,10 @@ func (c *member) handle(ctx context.Context, h Handler, m kafka.Message) error {
 	return nil
 }
 
-// retry runs try, the handling of n events from msgs, until it succeeds,
-// fails for good (that error is returned) or ctx ends.
-func (c *member) retry(ctx context.Context, msgs []kafka.Message, n int, try func() error) error {
+// retry runs try, the handling of n events from the message first and any
+// after it, until it succeeds, fails for good (that error is returned) or
+// ctx ends.
+func (c *member) retry(ctx context.Context, first kafka.Message, n int, try func() error) error {
 	backoff := newBackoff()
 	for {
 		err := try()
@@ -692,7 +693,6 @@ func (c *member) retry(ctx context.Context, msgs []kafka.Message, n int, try fun
 		if errors.Is(err, ErrPermanent) {
 			return err
 		}
-		first := msgs[0]
 		c.log.Warn("handler failed; retrying", "partition", first.Partition, "offset", first.Offset, "events", n, "err", err)
 		c.retries.Inc()
 		if !backoff.wait(ctx) {
