@@ -100,6 +100,13 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 			return s.rejected(e, cmd, err)
 		}
 		res, err := s.store.apply(ctx, c)
+		if err == nil && res == riderBusy {
+			// The gateway acked this request with its trip id (requests
+			// sent at once all pass its check), so the trip must end where
+			// the rider sees it: it is created already ended.
+			c = refused(c, ReasonRiderBusy)
+			res, err = s.store.apply(ctx, c)
+		}
 		if err != nil {
 			return err
 		}
@@ -113,11 +120,23 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 			continue
 		case driverBusy:
 			return s.rejected(e, cmd, reject("driver %s is busy with another trip", c.driverID))
-		case riderBusy:
-			return s.rejected(e, cmd, reject("rider %s already has an active trip", c.update.Trip.RiderID))
 		}
 	}
 	return fmt.Errorf("apply %s to trip %s: still racing after 5 attempts", e.Type, cmd.TripID)
+}
+
+// ReasonRiderBusy is the reason of a trip created CANCELLED because its
+// rider already had an active trip.
+const ReasonRiderBusy = "rider_busy"
+
+// refused turns the creation c into the creation of a trip that has already
+// ended (CANCELLED with reason) and touches nothing but the trip itself:
+// not the rider's current trip, not the searching set.
+func refused(c change, reason string) change {
+	t := c.update.Trip
+	t.State, t.Reason = ev.StateCancelled, reason
+	c.update.Trip, c.riderOp, c.deadline = t, "-", time.Time{}
+	return c
 }
 
 // rejected decides what an unappliable command becomes. A dispatcher command

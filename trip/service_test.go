@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -347,5 +348,51 @@ func TestEnded(t *testing.T) {
 	}
 	if got, err := store.Ended(ctx, []string{"t1"}); err != nil || !got["t1"] {
 		t.Fatalf("Ended after completion = %v (%v); want t1 ended", got, err)
+	}
+}
+
+// A rider's second request while the first is active was acked by the
+// gateway (requests sent at once all pass its check), so its trip must end
+// where the rider sees it: created CANCELLED with a reason, pushed to the
+// rider, and the first trip left as it was.
+func TestSecondRequestOfABusyRiderEndsVisibly(t *testing.T) {
+	svc, store, pub := newService(t)
+	ctx := context.Background()
+	req := func(id, trip string) ev.Envelope {
+		return cmdEnv(t, id, ev.TypeRideRequest, 0, ev.TripCommand{TripID: trip, UserID: "r1", Role: "rider", Pickup: here, Dropoff: there})
+	}
+	if err := svc.HandleCommand(ctx, req("e1", "t1")); err != nil {
+		t.Fatal(err)
+	}
+	pub.take()
+	for range 2 { // the redelivery re-sends the same outputs and changes nothing
+		if err := svc.HandleCommand(ctx, req("e2", "t2")); err != nil {
+			t.Fatalf("second request: %v", err)
+		}
+		t2, ok, err := store.Trip(ctx, "t2")
+		if err != nil || !ok {
+			t.Fatalf("trip t2: ok=%v err=%v", ok, err)
+		}
+		if t2.State != ev.StateCancelled || t2.Reason != ReasonRiderBusy || t2.Version != 1 {
+			t.Fatalf("t2 = %s v%d reason %q, want CANCELLED v1 %q", t2.State, t2.Version, t2.Reason, ReasonRiderBusy)
+		}
+		var pushed bool
+		for _, o := range pub.take() {
+			var p ev.Push
+			if o.Topic == ev.TopicUserPushes && o.Env.DecodePayload(&p) == nil && p.UserID == "r1" {
+				pushed = strings.Contains(string(p.Message), `"state":"CANCELLED"`)
+			}
+		}
+		if !pushed {
+			t.Fatal("the rider got no CANCELLED trip push for t2")
+		}
+	}
+	cur, ok, err := store.CurrentTrip(ctx, "r1", "rider")
+	if err != nil || !ok || cur.TripID != "t1" || cur.State != ev.StateRequested {
+		t.Fatalf("rider's current trip = %+v ok=%v err=%v, want t1 REQUESTED", cur, ok, err)
+	}
+	searching, err := store.overdue(ctx, t0.Add(time.Hour), 10)
+	if err != nil || len(searching) != 1 || searching[0] != "t1" {
+		t.Fatalf("searching = %v (%v), want only t1", searching, err)
 	}
 }
