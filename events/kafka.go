@@ -553,7 +553,14 @@ func consume(ctx context.Context, c *member, h apply, batch int) error {
 		if !ok {
 			ch = make(chan kafka.Message, partitionQueue)
 			workers[m.Partition] = ch
-			g.Go(func() error { return work(gctx, c, h, batch, r, ch) })
+			g.Go(func() error {
+				return work(gctx, c, h, batch, ch, func(ctx context.Context, msgs []kafka.Message) error {
+					if err := r.CommitMessages(ctx, msgs...); err != nil {
+						return fmt.Errorf("commit: %w", err)
+					}
+					return nil
+				})
+			})
 		}
 		select {
 		case ch <- m:
@@ -579,8 +586,8 @@ func workersErr(ctx context.Context, g *errgroup.Group) error {
 }
 
 // work handles one partition's messages in order, up to batch at a time,
-// committing each batch after it is done with.
-func work(ctx context.Context, c *member, h apply, batch int, r *kafka.Reader, ch <-chan kafka.Message) error {
+// calling done (which commits) with each batch after it is handled.
+func work(ctx context.Context, c *member, h apply, batch int, ch <-chan kafka.Message, done func(context.Context, []kafka.Message) error) error {
 	msgs := make([]kafka.Message, 0, batch)
 	for {
 		msgs = msgs[:0]
@@ -602,9 +609,9 @@ func work(ctx context.Context, c *member, h apply, batch int, r *kafka.Reader, c
 		if err := h(ctx, c, msgs); err != nil {
 			return err // not committed: the next owner gets it again
 		}
-		if err := r.CommitMessages(ctx, msgs...); err != nil {
+		if err := done(ctx, msgs); err != nil {
 			last := msgs[len(msgs)-1]
-			return fmt.Errorf("commit %s/%d@%d: %w", last.Topic, last.Partition, last.Offset, err)
+			return fmt.Errorf("after %s/%d@%d: %w", last.Topic, last.Partition, last.Offset, err)
 		}
 	}
 }
