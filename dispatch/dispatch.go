@@ -48,11 +48,9 @@ type Config struct {
 	BatchWindow time.Duration
 	// ETA estimates pickup times; see eta.go.
 	ETA ETA
-	// ReplicaID names this dispatcher among its replicas. Each replica
-	// reads every driver event (its own consumer group, so it can match a
-	// trip to any driver) while trips are shared out by the common group.
-	// It should be stable across restarts so the replica resumes its
-	// supply view from its committed offset.
+	// ReplicaID names this dispatcher among its replicas in its logs.
+	// Nothing is kept under it: each replica rebuilds its supply view on
+	// every start (see rebuild.go).
 	ReplicaID string
 }
 
@@ -132,6 +130,12 @@ type search struct {
 	trip     ev.Trip
 	deadline time.Time
 	offer    *ev.Offer // open offer, if any
+	// partition and from are where the trip's events are and the offset of
+	// the first one this search was built from: the partition's owner does
+	// not commit past it (see floor), so whoever owns the partition next
+	// reads the trip's events again and rebuilds the search.
+	partition int
+	from      int64
 	// expireSent and giveUpSent stop the same decision being sent every tick
 	// while tripstate has not yet answered it.
 	expireSent, giveUpSent bool
@@ -151,16 +155,33 @@ type Dispatcher struct {
 	// replicas; set it before Run.
 	Reservations Reservations
 
+	// Supply, if set, is the durable record of the drivers' availability
+	// that the supply view starts from; set it before Run.
+	Supply AvailabilityRecord
+
 	mu sync.Mutex
 	// index holds every driver's position; only drivers that are available,
 	// not busy and not holding an offer are eligible in it (see syncLocked).
 	index     *geo.Index
 	available map[string]bool
-	busy      map[string]string // driver → accepted trip
-	offered   map[string]string // driver → trip with an open offer
+	busy      map[string]tripRef // driver → accepted trip
+	offered   map[string]string  // driver → trip with an open offer
 	searches  map[string]*search
 	nextBatch time.Time
 	cands     []geo.Candidate // scratch for queries, under mu
+	// rebuilt says the supply view has caught up with the log. owned are
+	// the trip partitions this replica holds, replaying those of them it
+	// is still reading back. Nothing is decided before the supply is
+	// rebuilt, nor for a trip whose partition is being read back.
+	rebuilt   bool
+	owned     map[int]bool
+	replaying map[int]bool
+}
+
+// tripRef is a trip and the partition of its events.
+type tripRef struct {
+	trip      string
+	partition int
 }
 
 // New builds a dispatcher. now may be nil (wall clock).
@@ -172,36 +193,27 @@ func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dis
 		now = time.Now
 	}
 	cfg = cfg.withDefaults()
-	return &Dispatcher{cfg: cfg, pub: pub, log: log, now: now,
-		index: geo.NewIndex(cfg.Resolution), available: map[string]bool{}, busy: map[string]string{},
-		offered: map[string]string{}, searches: map[string]*search{}}
+	// Fed directly (tests, the simulation), a dispatcher decides at once;
+	// Run first rebuilds its view from the log.
+	return &Dispatcher{cfg: cfg, pub: pub, log: log, now: now, rebuilt: true,
+		index: geo.NewIndex(cfg.Resolution), available: map[string]bool{}, busy: map[string]tripRef{},
+		offered: map[string]string{}, searches: map[string]*search{}, owned: map[int]bool{}, replaying: map[int]bool{}}
 }
 
-// Consumer groups of the dispatcher: GroupDrivers + "-" + ReplicaID per
-// replica, GroupTrips shared.
-const (
-	GroupDrivers = "dispatcher-drivers"
-	GroupTrips   = "dispatcher-trips"
-)
+// GroupTrips is the consumer group that shares trips out among the
+// dispatcher's replicas.
+const GroupTrips = "dispatcher-trips"
 
-func (c Config) driversGroup() string {
-	if c.ReplicaID == "" {
-		return GroupDrivers
-	}
-	return GroupDrivers + "-" + c.ReplicaID
-}
-
-// Run consumes driver events and trip events and runs the offer clock until
-// ctx ends.
+// Run rebuilds the supply view, then follows driver events and the trips of
+// the partitions this replica is given, and runs the offer clock, until ctx
+// ends.
 func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.followSupply(ctx, brokers, dead) })
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: d.cfg.driversGroup(), Topic: ev.TopicDriverEvents,
-			DeadLetters: dead, Logger: d.log, Bulk: true}, d.HandleDriverEvent)
-	})
-	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupTrips, Topic: ev.TopicTripEvents,
-			DeadLetters: dead, Logger: d.log}, d.HandleTripEvent)
+		return ev.ConsumeOwned(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupTrips, Topic: ev.TopicTripEvents,
+			DeadLetters: dead, Logger: d.log}, ev.Ownership{Assigned: d.assign, CaughtUp: d.caughtUp, Floor: d.floor},
+			d.HandleTripEvent)
 	})
 	g.Go(func() error {
 		t := time.NewTicker(d.cfg.RetryEvery)
@@ -268,6 +280,10 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 		return err
 	}
 	t := u.Trip
+	pos, known := ev.PositionOf(ctx)
+	if !known { // called directly, as the tests and the simulation do
+		pos = ev.Position{Partition: -1, Offset: -1}
+	}
 	d.mu.Lock()
 	if o := u.EndedOffer; o != nil && d.offered[o.DriverID] == t.TripID {
 		delete(d.offered, o.DriverID)
@@ -277,17 +293,17 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	switch {
 	case ev.Terminal(t.State):
 		delete(d.searches, t.TripID)
-		if t.DriverID != "" && d.busy[t.DriverID] == t.TripID {
+		if t.DriverID != "" && d.busy[t.DriverID].trip == t.TripID {
 			delete(d.busy, t.DriverID)
 			d.syncLocked(t.DriverID)
 		}
 	case t.DriverID != "": // ACCEPTED, ARRIVED, IN_PROGRESS
 		delete(d.searches, t.TripID)
-		d.busy[t.DriverID] = t.TripID
+		d.busy[t.DriverID] = tripRef{trip: t.TripID, partition: pos.Partition}
 		d.syncLocked(t.DriverID)
 	case t.State == ev.StateRequested || t.State == ev.StateOffered:
 		if s == nil {
-			s = &search{deadline: t.RequestedAt.Add(d.cfg.SearchDeadline)}
+			s = &search{deadline: t.RequestedAt.Add(d.cfg.SearchDeadline), partition: pos.Partition, from: pos.Offset}
 			d.searches[t.TripID] = s
 		}
 		if s.trip.Version > t.Version {
@@ -305,7 +321,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 		}
 	}
 	var outs []ev.Outgoing
-	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil {
+	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil && d.decidesLocked(s) {
 		if outs = d.timersLocked(t.TripID, s); outs == nil && d.cfg.Policy == PolicyGreedy && !s.giveUpSent {
 			outs = d.offerGreedyLocked(ctx, t.TripID, s)
 		}
@@ -347,7 +363,7 @@ func (d *Dispatcher) Tick(ctx context.Context) error {
 	now := d.now()
 	ids := make([]string, 0, len(d.searches))
 	for id, s := range d.searches {
-		if s.trip.State != "" {
+		if s.trip.State != "" && d.decidesLocked(s) {
 			ids = append(ids, id)
 		}
 	}

@@ -23,28 +23,47 @@ type Reservations interface {
 }
 
 // RedisReservations keeps reservations in Redis under dispatch-driver:{id}.
-type RedisReservations struct{ RDB redis.UniversalClient }
+type RedisReservations struct {
+	RDB redis.UniversalClient
+	// ClaimKey, if set, names tripstate's claim on a driver (set with the
+	// acceptance, cleared when the trip ends): a claimed driver is on a
+	// trip and is never reserved, whatever this or any replica remembers.
+	// A hold is taken when the dispatcher sees the acceptance, which a
+	// replica that was down or is taking over sees late or not at all.
+	ClaimKey func(driverID string) string
+}
 
 func reservationKey(driverID string) string { return "dispatch-driver:" + driverID }
+
+// reserveScript takes a driver for a trip unless it is claimed by a trip
+// (KEYS[2]) or reserved for another. KEYS: reservation, claim. ARGV: trip,
+// ttl ms.
+var reserveScript = redis.NewScript(`
+if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then return 1 end
+return 0`)
 
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// Reserve implements Reservations.
+// Reserve implements Reservations. A reservation already ours (a
+// re-decision for the same trip) counts as reserved.
 func (r RedisReservations) Reserve(ctx context.Context, driverID, tripID string, ttl time.Duration) (bool, error) {
-	ok, err := r.RDB.SetNX(ctx, reservationKey(driverID), tripID, ttl).Result()
+	claim := reservationKey(driverID) // the script skips the check when both keys are one
+	if r.ClaimKey != nil {
+		claim = r.ClaimKey(driverID)
+	}
+	n, err := reserveScript.Run(ctx, r.RDB, []string{reservationKey(driverID), claim}, tripID, ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("reserve driver %s for trip %s: %w", driverID, tripID, err)
 	}
-	if !ok { // already ours (a re-decision for the same trip) counts as reserved
-		cur, err := r.RDB.Get(ctx, reservationKey(driverID)).Result()
-		if err != nil && err != redis.Nil {
-			return false, fmt.Errorf("read reservation of driver %s: %w", driverID, err)
-		}
-		return cur == tripID, nil
-	}
-	return true, nil
+	return n == 1, nil
 }
 
 // Hold implements Reservations.

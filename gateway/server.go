@@ -25,6 +25,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/supply"
 )
 
 // Publisher puts events on the log; it returns once they are durable.
@@ -89,6 +90,7 @@ type Server struct {
 	trips  TripReader
 	rdb    redis.UniversalClient
 	pushes *Pushes
+	supply supply.Record
 	log    *slog.Logger
 	hub    *hub
 	extra  map[string]http.Handler
@@ -123,7 +125,7 @@ func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg.withDefaults(), tokens: tokens, pub: pub, trips: trips, rdb: rdb,
-		pushes: &Pushes{rdb: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}, replica: "gw-" + ev.NewID()[:12],
+		pushes: &Pushes{rdb: rdb}, supply: supply.Record{RDB: rdb}, log: log, hub: newHub(), extra: map[string]http.Handler{}, replica: "gw-" + ev.NewID()[:12],
 		sessions: newSessions()}
 }
 

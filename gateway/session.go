@@ -387,7 +387,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
 			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ev.DriverAvailability{DriverID: sess.user, Available: *f.Available})
 			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
-		})
+		}, s.recordAvailability)
 		return
 	}
 	s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
@@ -401,7 +401,19 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		}
 		env, err := ev.New(f.Type, cmd.TripID, now, cmd)
 		return ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}, cmd.TripID, internalErr(err)
-	})
+	}, nil)
+}
+
+// recordAvailability keeps a published availability change in the durable
+// record that views of the drivers are rebuilt from (package supply): the
+// change holds until the driver says otherwise, long after its event has
+// left the part of the log they re-read.
+func (s *Server) recordAvailability(ctx context.Context, out ev.Outgoing) error {
+	var a ev.DriverAvailability
+	if err := out.Env.DecodePayload(&a); err != nil {
+		return err
+	}
+	return s.supply.Set(ctx, a.DriverID, out.Env.OccurredAt, a.Available)
 }
 
 func internalErr(err error) *ProtocolError {
@@ -426,7 +438,11 @@ func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
 // command publishes the event build makes and acks it. With an id, the event
 // is remembered first, so that a resend after a lost ack (even after a crash
 // mid-publish) re-publishes the very same event and gets the same ack.
-func (s *Server) command(ctx context.Context, sess *session, f Frame, build func() (ev.Outgoing, string, *ProtocolError)) {
+// after, if set, runs once the event is durable and before the ack; if it
+// fails the phone hears unavailable, and its resend publishes the same
+// event again and runs after again.
+func (s *Server) command(ctx context.Context, sess *session, f Frame, build func() (ev.Outgoing, string, *ProtocolError),
+	after func(context.Context, ev.Outgoing) error) {
 	var st stored
 	resend := false
 	if f.ID != "" {
@@ -468,6 +484,13 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 		}
 		s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "the event log could not take it; safe to retry"})
 		return
+	}
+	if after != nil {
+		if err := after(ctx, st.Out); err != nil {
+			s.log.Warn("after publishing command", "type", f.Type, "user", sess.user, "err", err)
+			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
+			return
+		}
 	}
 	if f.ID != "" {
 		sess.answer(answer{Type: MsgAck, ID: f.ID, TripID: st.TripID})

@@ -18,7 +18,7 @@ import (
 // the version field lets the apply script compare-and-set without decoding.
 func tripKey(id string) string        { return "trip:" + id }
 func eventKey(id string) string       { return "trip-event:" + id }
-func driverClaimKey(id string) string { return "driver:" + id + ":trip" }
+func driverClaimKey(id string) string { return DriverClaimKey(id) }
 func riderTripKey(id string) string   { return "rider:" + id + ":trip" }
 
 // searchingKey is a sorted set of trips still looking for a driver, scored by
@@ -344,3 +344,8 @@ func (s *Store) overdue(ctx context.Context, now time.Time, n int64) ([]string, 
 	}
 	return ids, nil
 }
+
+// DriverClaimKey names the claim tripstate holds on a driver from the
+// acceptance until the trip ends: the durable answer to "is this driver on
+// a trip", which the dispatcher's reservations check.
+func DriverClaimKey(driverID string) string { return "driver:" + driverID + ":trip" }

@@ -19,6 +19,7 @@ import (
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/supply"
 	"github.com/hexride/hexride/trip"
 	"github.com/hexride/hexride/web"
 )
@@ -138,7 +139,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		Logger: log.With("producer", "events")})
 	defer producer.Close()
 
+	// checks are what /readyz asks beyond the dependencies: each service
+	// adds its own before the listener starts.
+	var checks []func(context.Context) error
 	ready := func(ctx context.Context) error {
+		for _, check := range checks {
+			if err := check(ctx); err != nil {
+				return err
+			}
+		}
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
@@ -194,8 +203,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		d := dispatch.New(dispatch.Config{OfferTimeout: cfg.OfferTimeout, SearchDeadline: cfg.SearchDeadline,
 			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM), ReplicaID: replica,
 			Policy: cfg.DispatchPolicy, BatchWindow: cfg.BatchWindow}, producer, log.With("service", Dispatcher), nil)
-		d.Reservations = dispatch.RedisReservations{RDB: rdb}
+		d.Reservations = dispatch.RedisReservations{RDB: rdb, ClaimKey: trip.DriverClaimKey}
+		d.Supply = supply.Record{RDB: rdb}
 		g.Go(func() error { return d.Run(gctx, brokers, producer) })
+		checks = append(checks, func(context.Context) error { return d.Ready() })
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
