@@ -181,4 +181,3 @@ func retry[T any](ctx context.Context, d *Dispatcher, what string, f func() (T, 
 		wait = min(2*wait, 5*time.Second)
 	}
 }
-
