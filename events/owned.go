@@ -30,6 +30,9 @@ type Ownership struct {
 	Floor func(partition int, next int64) int64
 }
 
+// ownedRebalanceTimeout: see ConsumeOwned.
+const ownedRebalanceTimeout = 2 * time.Second
+
 type positionKey struct{}
 
 // Position is where an event was read from.
@@ -59,7 +62,12 @@ func ConsumeOwned(ctx context.Context, cfg ConsumerConfig, own Ownership, h Hand
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
 		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second, SessionTimeout: session, RebalanceTimeout: 5 * time.Second,
+		// A member restarted after a crash joins while its dead self is
+		// still in the group; the rebalance waits this long for the dead
+		// one before going on without it, and the new member owns nothing
+		// until then. Handlers here are quick, so two seconds is enough
+		// for a live member to finish and rejoin.
+		HeartbeatInterval: time.Second, SessionTimeout: session, RebalanceTimeout: ownedRebalanceTimeout,
 		JoinGroupBackoff: 500 * time.Millisecond,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.log.Warn("kafka consumer group", "err", fmt.Sprintf(msg, args...))
