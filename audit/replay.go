@@ -255,17 +255,19 @@ func step(rep *Report, folds map[string]*fold, m kafka.Message) {
 		sum := sha256.Sum256(append([]byte(e.ID+"\n"), e.Payload...))
 		switch {
 		case t.Version <= f.version:
-			if prev, ok := f.seen[t.Version]; ok && prev == sum {
+			switch prev, ok := f.seen[t.Version]; {
+			case ok && prev == sum:
 				rep.Redelivered++
-			} else {
+			case ok:
 				problem(id, "v%d again after v%d, with other content (event %s)", t.Version, f.version, e.ID)
+			default:
+				problem(id, "v%d after v%d: out of order (event %s)", t.Version, f.version, e.ID)
 			}
 			continue
 		case t.Version != f.version+1:
+			// What came between is unknown, so no transition is checked.
 			problem(id, "v%d follows v%d: versions missing (expired from the log, or never published)", t.Version, f.version)
-		}
-		switch {
-		case t.Version == 1 || f.version == 0:
+		case t.Version == 1:
 			if u.Cause != ev.TypeRideRequest || t.State != ev.StateRequested {
 				problem(id, "v%d: %s by %s, but a trip starts REQUESTED by %s", t.Version, t.State, u.Cause, ev.TypeRideRequest)
 			}
