@@ -39,6 +39,8 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("replay agrees and publishes nothing", func(t *testing.T) { testReplayAgrees(t, p) })
 	t.Run("replay finds tampering", func(t *testing.T) { testReplayTampered(t, p) })
+	// Last: it adds to the log.
+	t.Run("a redelivered command's re-published transition", func(t *testing.T) { testRedelivery(t, p) })
 	t.Run("replay refuses a target that is not empty", func(t *testing.T) {
 		_, err := audit.Replay(ctx(t), audit.ReplayConfig{Brokers: p.Brokers, Live: p.LiveRDB, Into: p.LiveRDB})
 		if err == nil || !strings.Contains(err.Error(), "empty") {
@@ -299,5 +301,44 @@ func snapshot(t *testing.T, rdb *redis.Client) func() {
 		if err != nil {
 			t.Fatalf("put the live trips back: %v", err)
 		}
+	}
+}
+
+// testRedelivery sends the completed trip's trip.complete again, as a
+// consumer restart would redeliver it. Tripstate sees the event id applied
+// and publishes the transition's outputs again, with the same ids: the
+// log then holds v6 twice, which replay must take for what it is.
+func testRedelivery(t *testing.T, p *audittest.Platform) {
+	var complete ev.Envelope
+	for _, e := range p.Sent {
+		if e.Key == p.Completed && e.Type == ev.TypeTripComplete {
+			complete = e
+		}
+	}
+	before := p.End(t, ev.TopicTripEvents)
+	p.Resend(t, complete)
+	audittest.WaitFor(t, "the transition published again", func() bool { return p.End(t, ev.TopicTripEvents) == before+1 })
+
+	rep, err := audit.Replay(ctx(t), audit.ReplayConfig{Brokers: p.Brokers, Live: p.LiveRDB, Into: redistest.Start(t).Client(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Redelivered != 1 || rep.Equal != 2 {
+		var out strings.Builder
+		_ = rep.Write(&out)
+		t.Errorf("want OK with one redelivered copy, got\n%s", out.String())
+	}
+	recs, err := audit.History(ctx(t), p.Brokers, p.Completed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repeats []int64
+	for _, r := range recs {
+		if r.Kind == audit.KindTransition && r.Repeat {
+			repeats = append(repeats, r.Version)
+		}
+	}
+	if !slices.Equal(repeats, []int64{6}) {
+		t.Errorf("transitions marked as repeats: versions %v, want [6]", repeats)
 	}
 }

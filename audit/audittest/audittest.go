@@ -33,6 +33,8 @@ type Platform struct {
 	// Cancelled was cancelled by its rider while OFFERED.
 	Completed, Cancelled string
 	Rider, Driver        string
+	// Sent are the commands published, in order.
+	Sent []ev.Envelope
 }
 
 // Start runs the platform and the two trips; everything stops when the
@@ -116,6 +118,14 @@ func (p *Platform) Publish(tb testing.TB, typ string, cmd ev.TripCommand) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	p.Resend(tb, env)
+	p.Sent = append(p.Sent, env)
+}
+
+// Resend puts env on trip.commands as it is: sent again, it is what an
+// at-least-once redelivery looks like to tripstate.
+func (p *Platform) Resend(tb testing.TB, env ev.Envelope) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.Producer.Publish(ctx, ev.TopicTripCommands, env); err != nil {
