@@ -35,27 +35,33 @@ type ReplayConfig struct {
 type Report struct {
 	// Records is how many trip.events records were read, Partitions from
 	// how many partitions.
-	Records, Partitions int
+	Records    int `json:"records"`
+	Partitions int `json:"partitions"`
 	// Redelivered counts records that repeat a version already read with
 	// the same event id and byte-identical payload: at-least-once
 	// redelivery, which tripstate does on purpose when it sees a command
 	// again. They are skipped and are not a problem.
-	Redelivered int
+	Redelivered int `json:"redelivered"`
 	// Trips is how many trips were rebuilt; Equal of them match the live
 	// store.
-	Trips, Equal int
+	Trips int `json:"trips"`
+	Equal int `json:"equal"`
 	// Differing lists the trips stored differently.
-	Differing []Difference
+	Differing []Difference `json:"differing"`
 	// MissingLive lists trips the log has and the live store does not
 	// (a finished trip expires from it after 7 days); MissingReplay trips
 	// the live store has and the log does not (the log's retention, or a
 	// write that bypassed tripstate).
-	MissingLive, MissingReplay []string
+	MissingLive   []string `json:"missing_live"`
+	MissingReplay []string `json:"missing_replay"`
 	// Problems are what the log itself gets wrong: a version skipped, a
 	// version repeated with other content, a transition the state machine
 	// does not allow, a record that does not decode.
-	Problems []Problem
-	Elapsed  time.Duration
+	Problems []Problem `json:"problems"`
+	// Elapsed is how long the replay took, in nanoseconds in JSON.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// Agree is OK(), for readers of the JSON.
+	Agree bool `json:"ok"`
 }
 
 // OK reports whether the log and the live store agree on every trip and the
@@ -150,7 +156,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Report, error) {
 	if err := compare(ctx, rep, cfg, ids); err != nil {
 		return nil, err
 	}
-	rep.Elapsed = time.Since(start)
+	rep.Elapsed, rep.Agree = time.Since(start), rep.OK()
 	return rep, nil
 }
 

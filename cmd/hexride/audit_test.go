@@ -119,6 +119,13 @@ func TestAuditCommands(t *testing.T) {
 			t.Errorf("status %d, out:\n%s\nstderr: %s", status, out, stderr)
 		}
 	})
+	t.Run("replay -json", func(t *testing.T) {
+		status, out, stderr := runAudit(t, env, "replay", "-json")
+		var rep audit.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || status != 0 || !rep.Agree || rep.Trips != 2 || rep.Equal != 2 {
+			t.Errorf("status %d, report %+v (%v), stderr %s", status, rep, err, stderr)
+		}
+	})
 	t.Run("replay into a redis-server that is not empty is refused", func(t *testing.T) {
 		status, _, stderr := runAudit(t, env, "replay", "-into", p.Live.Addr)
 		if status != 1 || !strings.Contains(stderr, "only into an empty store") {
