@@ -31,7 +31,7 @@ type pingBatcher struct {
 	done func([]kafka.Message, error)
 
 	mu      sync.Mutex
-	parts   int // partitions of driver.events; 0 until read
+	parts   *Partitioner // of driver.events; nil until read
 	pending [][]batched
 	timer   *time.Timer
 }
@@ -56,17 +56,13 @@ func (b *pingBatcher) add(ctx context.Context, msgs []kafka.Message, a *acks) er
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ids := make([]int, b.parts)
-	for i := range ids {
-		ids[i] = i
-	}
 	idle := true
 	for _, evs := range b.pending {
 		idle = idle && len(evs) == 0
 	}
 	var full []int
 	for _, m := range msgs {
-		p := (&kafka.Hash{}).Balance(kafka.Message{Key: m.Key}, ids...)
+		p := b.parts.Of(m.Key)
 		b.pending[p] = append(b.pending[p], batched{key: m.Key, value: m.Value, a: a})
 		if len(b.pending[p]) == pingBatch {
 			full = append(full, p)
@@ -88,28 +84,18 @@ func (b *pingBatcher) add(ctx context.Context, msgs []kafka.Message, a *acks) er
 // learnPartitions reads how many partitions driver.events has, once.
 func (b *pingBatcher) learnPartitions(ctx context.Context) error {
 	b.mu.Lock()
-	known := b.parts > 0
+	known := b.parts != nil
 	b.mu.Unlock()
 	if known {
 		return nil
 	}
-	c := &kafka.Client{Addr: kafka.TCP(b.brokers...), Timeout: 10 * time.Second}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{TopicDriverEvents}})
+	n, err := Partitions(ctx, b.brokers, TopicDriverEvents)
 	if err != nil {
-		return fmt.Errorf("read the partitions of %s: %w", TopicDriverEvents, err)
-	}
-	n := 0
-	for _, t := range md.Topics {
-		if t.Name == TopicDriverEvents && t.Error == nil {
-			n = len(t.Partitions)
-		}
-	}
-	if n == 0 {
-		return fmt.Errorf("read the partitions of %s: the brokers know none", TopicDriverEvents)
+		return err
 	}
 	b.mu.Lock()
-	if b.parts == 0 {
-		b.parts, b.pending = n, make([][]batched, n)
+	if b.parts == nil {
+		b.parts, b.pending = NewPartitioner(n), make([][]batched, n)
 	}
 	b.mu.Unlock()
 	return nil

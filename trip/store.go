@@ -291,13 +291,9 @@ const (
 // apply stores c atomically; see applyScript.
 func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 	t := c.update.Trip
-	tripJSON, err := json.Marshal(t)
+	tripJSON, updJSON, err := encodeHash(c.update)
 	if err != nil {
-		return 0, fmt.Errorf("encode trip %s: %w", t.TripID, err)
-	}
-	updJSON, err := json.Marshal(c.update)
-	if err != nil {
-		return 0, fmt.Errorf("encode update of trip %s: %w", t.TripID, err)
+		return 0, err
 	}
 	claimKey, claimVal := driverClaimKey("-"), ""
 	if c.driverID != "" {

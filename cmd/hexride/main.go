@@ -10,6 +10,12 @@
 //	hexride loadtest -target http://127.0.0.1:8080 -drivers 200 -rate 5
 //	                     drive simulated phones at a platform on this machine
 //	                     (the same as go run ./loadtest; see -h)
+//	hexride history [-brokers host:port] [-json] TRIP_ID
+//	                     print every record the event log holds about a trip
+//	                     (commands, transitions, pushes, dead letters), in order
+//	hexride replay [-brokers host:port] [-redis live-addr] [-into empty-addr]
+//	                     rebuild every trip from trip.events into an empty Redis
+//	                     and compare with the live one; exit 1 if they differ
 package main
 
 import (
@@ -58,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return exitStatus(code)
 			}
 			return nil
+		case "history":
+			return historyCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "replay":
+			return replayCommand(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
 	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DemoCity: func(ctx context.Context, addr string) error {
