@@ -61,7 +61,7 @@ func ConsumeOwned(ctx context.Context, cfg ConsumerConfig, own Ownership, h Hand
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
-		StartOffset:       kafka.FirstOffset,
+		StartOffset: kafka.FirstOffset,
 		// A member restarted after a crash joins while its dead self is
 		// still in the group; the rebalance waits this long for the dead
 		// one before going on without it, and the new member owns nothing
