@@ -20,7 +20,8 @@ type TailConfig struct {
 	// Name labels the reader's logs and metrics, as a group name would.
 	Name string
 	// From is the time of the oldest event to read: each partition starts
-	// at its first event stamped at or after it by the broker.
+	// at its first event stamped at or after it by the broker. The zero
+	// time reads everything the broker still holds.
 	From time.Time
 	// Bulk fetches as a Bulk consumer does (see ConsumerConfig).
 	Bulk bool
@@ -102,7 +103,11 @@ func tailBounds(ctx context.Context, brokers []string, topic string, from time.T
 	}
 	var reqs []kafka.OffsetRequest
 	for _, p := range md.Topics[0].Partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p.ID), kafka.TimeOffsetOf(p.ID, from))
+		first := kafka.TimeOffsetOf(p.ID, from)
+		if from.IsZero() { // its millisecond would read as a special value
+			first = kafka.FirstOffsetOf(p.ID)
+		}
+		reqs = append(reqs, kafka.LastOffsetOf(p.ID), first)
 	}
 	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
@@ -119,6 +124,9 @@ func tailBounds(ctx context.Context, brokers []string, topic string, from time.T
 			if off >= 0 && off < start {
 				start = off
 			}
+		}
+		if from.IsZero() {
+			start = po.FirstOffset
 		}
 		starts[po.Partition] = max(start, po.FirstOffset)
 	}

@@ -15,14 +15,14 @@ import (
 	"github.com/hexride/hexride/livemap"
 )
 
-// RunLiveMap feeds the live map from the event log, in consumer groups named
-// after this gateway process, until ctx ends. Without a LiveMap it returns
+// RunLiveMap feeds the live map from the drivers' availability record and
+// the event log (see livemap.Hub.Run), until ctx ends. Without a LiveMap it returns
 // at once.
 func (s *Server) RunLiveMap(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	if s.cfg.LiveMap == nil {
 		return nil
 	}
-	return s.cfg.LiveMap.Run(ctx, brokers, s.replica, dead, s.log.With("feed", "livemap"))
+	return s.cfg.LiveMap.Run(ctx, brokers, s.supply, dead, s.log.With("feed", "livemap"))
 }
 
 // serveViewer runs a viewer's socket: map frames out at the hub's rate,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -200,41 +201,76 @@ func (h *Hub) RunTicker(ctx context.Context) error {
 	}
 }
 
-// Group is the prefix of the map's consumer groups. Each gateway process
-// reads both topics in groups of its own (Group + "-drivers-" + replica and
-// Group + "-trips-" + replica): every replica needs every event, and since
-// the aggregate lives in memory a new process must rebuild it from the
-// start of the log rather than resume from a committed offset.
-const Group = "gateway-map"
+// Availability is the durable record of the drivers' availability
+// (package supply).
+type Availability interface {
+	Available(ctx context.Context) (map[string]bool, error)
+}
 
-// Run consumes driver.events and trip.events into the aggregate and ticks
-// the hub, until ctx ends. replica must be unique to this process.
-func (h *Hub) Run(ctx context.Context, brokers []string, replica string, dead *ev.Producer, log *slog.Logger) error {
-	if replica == "" {
-		return fmt.Errorf("livemap: empty replica name")
-	}
+// Run rebuilds the aggregate and keeps it up to date, and ticks the hub,
+// until ctx ends. Nothing of the aggregate is kept anywhere: every start
+// builds it again, from the drivers' availability record (avail, if not
+// nil), driver.events since StaleAfter ago (an older position is not drawn)
+// and the whole of trip.events the broker still holds (trips are few and
+// may last long), read in no consumer group.
+func (h *Hub) Run(ctx context.Context, brokers []string, avail Availability, dead *ev.Producer, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	if avail != nil {
+		ids, err := loadAvailability(ctx, avail, log)
+		if err != nil {
+			return nil // ctx ended
+		}
+		h.agg.SeedAvailable(ids)
+	}
 	// Like every consumer, the map refuses what it cannot read rather than
-	// skipping it silently: the dead letter names this group.
-	apply := func(topic, word string) ev.Handler {
-		return func(_ context.Context, e ev.Envelope) error {
-			if !slices.Contains(ev.TopicTypes[topic], e.Type) {
-				return ev.Permanent(fmt.Errorf("livemap: unknown %s event type %q", word, e.Type))
+	// skipping it silently: the dead letter names this reader.
+	apply := func(topic, word string) ev.BatchHandler {
+		return func(_ context.Context, es []ev.Envelope) error {
+			for _, e := range es {
+				if !slices.Contains(ev.TopicTypes[topic], e.Type) {
+					return ev.Permanent(fmt.Errorf("livemap: unknown %s event type %q", word, e.Type))
+				}
+				if err := h.agg.Apply(e); err != nil {
+					return err
+				}
 			}
-			return h.agg.Apply(e)
+			return nil
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-drivers-" + replica,
-			Topic: ev.TopicDriverEvents, DeadLetters: dead, Logger: log, Bulk: true}, apply(ev.TopicDriverEvents, "driver"))
+		return ev.Tail(ctx, ev.TailConfig{Brokers: brokers, Topic: ev.TopicDriverEvents, Name: Reader + "-drivers",
+			From: time.Now().Add(-h.agg.cfg.StaleAfter - time.Second), Bulk: true, DeadLetters: dead, Logger: log},
+			apply(ev.TopicDriverEvents, "driver"))
 	})
 	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group + "-trips-" + replica,
-			Topic: ev.TopicTripEvents, DeadLetters: dead, Logger: log}, apply(ev.TopicTripEvents, "trip"))
+		return ev.Tail(ctx, ev.TailConfig{Brokers: brokers, Topic: ev.TopicTripEvents, Name: Reader + "-trips",
+			DeadLetters: dead, Logger: log}, apply(ev.TopicTripEvents, "trip"))
 	})
 	g.Go(func() error { return h.RunTicker(ctx) })
 	return g.Wait()
+}
+
+// Reader names the map's readers in logs, metrics and dead letters.
+const Reader = "gateway-map"
+
+// loadAvailability reads the availability record, retrying with a jittered
+// back-off while Redis is away; it fails only when ctx ends.
+func loadAvailability(ctx context.Context, avail Availability, log *slog.Logger) (map[string]bool, error) {
+	wait := 100 * time.Millisecond
+	for {
+		ids, err := avail.Available(ctx)
+		if err == nil || ctx.Err() != nil {
+			return ids, err
+		}
+		log.Warn("read the drivers' availability; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait/2 + rand.N(wait)):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }

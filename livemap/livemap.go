@@ -258,6 +258,19 @@ func (a *Aggregator) Apply(e ev.Envelope) error {
 	return nil
 }
 
+// SeedAvailable marks drivers available before their events are read: the
+// map is rebuilt from the last minutes of driver.events, and a driver's
+// availability was said once, possibly long before.
+func (a *Aggregator) SeedAvailable(ids map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, on := range ids {
+		if on {
+			a.driver(id).available = true
+		}
+	}
+}
+
 func (a *Aggregator) driver(id string) *driver {
 	d := a.drivers[id]
 	if d == nil {
