@@ -208,6 +208,7 @@ const GroupTrips = "dispatcher-trips"
 // the partitions this replica is given, and runs the offer clock, until ctx
 // ends.
 func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Producer) error {
+	d.forget()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.followSupply(ctx, brokers, dead) })
 	g.Go(func() error {

@@ -41,13 +41,18 @@ var rebuildSeconds = promauto.NewGauge(prometheus.GaugeOpts{
 	Help: "How long the last rebuild of the supply view took, from start to caught up with driver.events.",
 })
 
+// forget marks the supply view as not rebuilt: until followSupply has caught
+// up, nothing is decided.
+func (d *Dispatcher) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rebuilt = false
+}
+
 // followSupply rebuilds the supply view, then keeps it up to date with
 // driver events until ctx ends.
 func (d *Dispatcher) followSupply(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	started := time.Now()
-	d.mu.Lock()
-	d.rebuilt = false
-	d.mu.Unlock()
 	if d.Supply != nil {
 		avail, err := retry(ctx, d, "read the drivers' availability", func() (map[string]bool, error) {
 			return d.Supply.Available(ctx)
