@@ -101,34 +101,53 @@ func tailBounds(ctx context.Context, brokers []string, topic string, from time.T
 	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		return nil, nil, fmt.Errorf("read metadata of %s: %v", topic, md.Topics)
 	}
-	var reqs []kafka.OffsetRequest
+	// Two requests: kafka-go files each answer by the timestamp the broker
+	// sends back, and "no event at or after from" comes back as -1, which
+	// it would take for the answer to the end query.
+	var lasts, firsts []kafka.OffsetRequest
 	for _, p := range md.Topics[0].Partitions {
-		first := kafka.TimeOffsetOf(p.ID, from)
+		lasts = append(lasts, kafka.LastOffsetOf(p.ID))
 		if from.IsZero() { // its millisecond would read as a special value
-			first = kafka.FirstOffsetOf(p.ID)
+			firsts = append(firsts, kafka.FirstOffsetOf(p.ID))
+		} else {
+			firsts = append(firsts, kafka.TimeOffsetOf(p.ID, from))
 		}
-		reqs = append(reqs, kafka.LastOffsetOf(p.ID), first)
 	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	ask := func(reqs []kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
+		res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		if err != nil {
+			return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+		}
+		out := map[int]kafka.PartitionOffsets{}
+		for _, po := range res.Topics[topic] {
+			if po.Error != nil {
+				return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+			}
+			out[po.Partition] = po
+		}
+		return out, nil
+	}
+	endsBy, err := ask(lasts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+		return nil, nil, err
+	}
+	startsBy, err := ask(firsts)
+	if err != nil {
+		return nil, nil, err
 	}
 	starts, ends = map[int]int64{}, map[int]int64{}
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+	for p, po := range endsBy {
+		end := po.LastOffset
+		start := end // nothing stamped at or after from
+		if from.IsZero() {
+			start = startsBy[p].FirstOffset
 		}
-		ends[po.Partition] = po.LastOffset
-		start := po.LastOffset // nothing stamped at or after from yet
-		for off := range po.Offsets {
+		for off := range startsBy[p].Offsets {
 			if off >= 0 && off < start {
 				start = off
 			}
 		}
-		if from.IsZero() {
-			start = po.FirstOffset
-		}
-		starts[po.Partition] = max(start, po.FirstOffset)
+		starts[p], ends[p] = max(start, 0), end
 	}
 	return starts, ends, nil
 }
