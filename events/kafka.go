@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -740,9 +741,11 @@ type backoff struct{ d time.Duration }
 func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
 func (b *backoff) reset()  { b.d = 50 * time.Millisecond }
 
-// wait sleeps for the current delay and doubles it up to 5 s; false if ctx ended.
+// wait sleeps for about the current delay (between half and one and a half
+// times it, so members waiting on the same broker or Redis do not all come
+// back at once) and doubles it up to 5 s; false if ctx ended.
 func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
+	t := time.NewTimer(b.d/2 + rand.N(b.d))
 	defer t.Stop()
 	if b.d *= 2; b.d > 5*time.Second {
 		b.d = 5 * time.Second

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -275,13 +276,26 @@ const Group = "gateway"
 func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	sub := s.rdb.Subscribe(ctx, forwardChannel(s.replica))
 	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil { // wait for the subscription
+	// Wait for the subscription; Redis may be away when the gateway starts.
+	// Once subscribed, go-redis subscribes again by itself after a
+	// reconnect, and what was forwarded in between is healed (heal.go).
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		_, err := sub.Receive(ctx)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		return fmt.Errorf("subscribe to %s: %w", forwardChannel(s.replica), err)
+		s.log.Warn("subscribe to forwarded pushes; retrying", "channel", forwardChannel(s.replica), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait/2 + rand.N(wait)):
+		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.runHealer(ctx) })
 	g.Go(func() error {
 		ch := sub.Channel()
 		for {
@@ -466,4 +480,26 @@ func (h *hub) deliver(user string, seq int64, msg []byte) {
 	for s := range h.users[user] {
 		s.push(seq, msg)
 	}
+}
+
+// userList returns the users holding a socket here.
+func (h *hub) userList() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.users))
+	for u := range h.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// sessionsOf returns a user's sessions here.
+func (h *hub) sessionsOf(user string) []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*session, 0, len(h.users[user]))
+	for s := range h.users[user] {
+		out = append(out, s)
+	}
+	return out
 }

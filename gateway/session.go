@@ -200,7 +200,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if first := s.hub.add(sess); first {
 		if err := s.rdb.SAdd(ctx, presenceKey(sess.user), s.replica).Err(); err != nil {
+			// Nobody would route this user's pushes here: the phone tries
+			// again (and resumes) rather than wait on a socket that hears
+			// nothing.
 			s.log.Warn("record presence", "user", sess.user, "err", err)
+			s.hub.remove(sess)
+			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
+			release()
+			return
 		}
 	}
 	connectionsGauge.WithLabelValues(claims.Role).Inc()
@@ -364,6 +371,8 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 	now := time.Now()
 	switch f.Type {
 	case MsgLocation:
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
 		loc := ev.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}
 		env, err := ev.New(ev.TypeDriverLocation, sess.user, now, loc)
 		if err == nil {
@@ -371,9 +380,9 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 			if f.ID == "" {
 				// Fire and forget: the reader moves on to the next frame
 				// while the ping waits for its batch.
-				err = s.pub.Send(ctx, out)
+				err = s.pub.Send(pctx, out)
 			} else {
-				err = s.pub.PublishAll(ctx, out) // the ack says it is durable
+				err = s.pub.PublishAll(pctx, out) // the ack says it is durable
 			}
 		}
 		if err != nil {
@@ -433,6 +442,13 @@ type stored struct {
 
 const commandMemory = 24 * time.Hour
 
+// publishTimeout bounds how long a frame waits for the event log. A broker
+// that is paused or partitioned otherwise holds the phone's whole socket for
+// kafka-go's retries (five attempts of up to 10 s); the phone hears
+// unavailable instead and resends with the same id, which is safe whether
+// or not the event was written after all.
+const publishTimeout = 5 * time.Second
+
 func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
 
 // command publishes the event build makes and acks it. With an id, the event
@@ -477,7 +493,9 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 			}
 		}
 	}
-	if err := s.pub.PublishAll(ctx, st.Out); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := s.pub.PublishAll(pctx, st.Out); err != nil {
 		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
 		if f.ID != "" && !resend {
 			s.rdb.Del(context.WithoutCancel(ctx), commandKey(sess.user, f.ID))
@@ -486,7 +504,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 		return
 	}
 	if after != nil {
-		if err := after(ctx, st.Out); err != nil {
+		if err := after(pctx, st.Out); err != nil {
 			s.log.Warn("after publishing command", "type", f.Type, "user", sess.user, "err", err)
 			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
 			return

@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hexride/hexride/dispatch"
@@ -139,6 +140,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		Logger: log.With("producer", "events")})
 	defer producer.Close()
 
+	kafkaProbe := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 2 * time.Second}
 	// checks are what /readyz asks beyond the dependencies: each service
 	// adds its own before the listener starts.
 	var checks []func(context.Context) error
@@ -151,12 +153,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", brokers[0])
-		if err != nil {
+		// A metadata round trip, not a dial: a paused broker still
+		// completes TCP handshakes.
+		if _, err := kafkaProbe.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{ev.TopicTripCommands}}); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
-		return c.Close()
+		return nil
 	}
 
 	tokens, err := gateway.NewTokens(cfg.Secret())
