@@ -10,6 +10,10 @@
 //	hexride loadtest -target http://127.0.0.1:8080 -drivers 200 -rate 5
 //	                     drive simulated phones at a platform on this machine
 //	                     (the same as go run ./loadtest; see -h)
+//	hexride broker -addr 127.0.0.1:9092 -data DIR
+//	                     serve the embedded Kafka-protocol broker alone, for
+//	                     the standalone services (a development broker, not
+//	                     a Kafka replacement; see docs/faults.md)
 package main
 
 import (
@@ -53,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "token":
 			return platform.MintToken(args[1:], getenv, stdout, stderr)
+		case "broker":
+			return platform.Broker(ctx, args[1:], stdout, stderr)
 		case "loadtest":
 			if code := sim.Command(ctx, "hexride loadtest", args[1:], stdout, stderr); code != sim.ExitOK {
 				return exitStatus(code)
