@@ -374,11 +374,11 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 		}
 		switch f.Type {
 		case pushTrip:
-			p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f, now)
+			p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f, false, now)
 			p.r.m.pushLatency(f.UpdatedAt, now)
 		case pushResync:
 			if f.Trip != nil {
-				p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f.Trip, now)
+				p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f.Trip, true, now)
 			}
 		case pushDriverLoc:
 			p.r.m.locationLatency(f.At, now)

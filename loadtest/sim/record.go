@@ -41,6 +41,9 @@ type PushRecord struct {
 	State   string    `json:"state"`
 	Version int64     `json:"version"`
 	At      time.Time `json:"at"`
+	// Resync marks the trip carried by a resync push, which repeats what
+	// the phone may already have seen.
+	Resync bool `json:"resync,omitempty"`
 }
 
 // recordLog holds the records of a run with Config.Record.
@@ -50,13 +53,13 @@ type recordLog struct {
 	pushes   []PushRecord
 }
 
-func (m *metrics) recordPush(cfg Config, user string, seq int64, t *inFrame, now time.Time) {
+func (m *metrics) recordPush(cfg Config, user string, seq int64, t *inFrame, resync bool, now time.Time) {
 	if !cfg.Record {
 		return
 	}
 	m.log.mu.Lock()
 	m.log.pushes = append(m.log.pushes, PushRecord{User: user, Seq: seq, TripID: t.TripID, State: t.State,
-		Version: t.Version, At: now})
+		Version: t.Version, At: now, Resync: resync})
 	m.log.mu.Unlock()
 }
 
