@@ -107,7 +107,7 @@ func (c Counts) SafetyTotal() int {
 var legal = map[[2]string]bool{
 	{ev.StateRequested, ev.StateOffered}: true, {ev.StateRequested, ev.StateCancelled}: true,
 	{ev.StateRequested, ev.StateNoDrivers}: true,
-	{ev.StateOffered, ev.StateAccepted}: true, {ev.StateOffered, ev.StateRequested}: true,
+	{ev.StateOffered, ev.StateAccepted}:    true, {ev.StateOffered, ev.StateRequested}: true,
 	{ev.StateOffered, ev.StateCancelled}: true, {ev.StateOffered, ev.StateNoDrivers}: true,
 	{ev.StateAccepted, ev.StateArrived}: true, {ev.StateAccepted, ev.StateCancelled}: true,
 	{ev.StateArrived, ev.StateInProgress}: true, {ev.StateArrived, ev.StateCancelled}: true,

@@ -66,7 +66,7 @@ func TestCheckCleanHistoryCountsNothing(t *testing.T) {
 // and wants exactly the one count that names it to move.
 func TestCheckCountsEachViolation(t *testing.T) {
 	cases := []struct {
-		field string
+		field   string
 		breakIt func(h *History)
 	}{
 		{"AckedWithoutTrip", func(h *History) {
