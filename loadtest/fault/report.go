@@ -95,6 +95,14 @@ func WriteTable(w io.Writer, runs ...*Result) error {
 				fmt.Fprintf(w, "  %5d  %s\n", r.Counts.DeadLetters[k], k)
 			}
 		}
+		if len(r.Counts.Examples) > 0 {
+			fmt.Fprintf(w, "\nexamples (%s):\n", map[bool]string{false: "no faults", true: "faults"}[r.Faults])
+			for _, k := range slices.Sorted(maps.Keys(r.Counts.Examples)) {
+				for _, e := range r.Counts.Examples[k] {
+					fmt.Fprintf(w, "  %s: %s\n", k, e)
+				}
+			}
+		}
 		if len(r.Done) > 0 {
 			fmt.Fprintf(w, "\nfaults done (seed %d):\n", r.Seed)
 			for _, f := range r.Done {

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -31,6 +32,10 @@ type Config struct {
 	Dir string
 	// Log gets progress lines (nil: none).
 	Log io.Writer
+	// Drain is how long riders get to finish after the load (default
+	// 60 s); Settle how long the platform then gets to end every open trip
+	// by itself before the history is read (default 40 s).
+	Drain, Settle time.Duration
 }
 
 // Result is what one run did and found.
@@ -67,7 +72,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			fmt.Fprintf(cfg.Log, time.Now().Format("15:04:05.000 ")+format+"\n", a...)
 		}
 	}
-	const ramp, drain, settle = 5 * time.Second, 60 * time.Second, 40 * time.Second
+	const ramp = 5 * time.Second
+	drain, settle := cmp.Or(cfg.Drain, 60*time.Second), cmp.Or(cfg.Settle, 40*time.Second)
 	// Bounded whatever the services do: the load, its drain, the settling
 	// and the reading, with room for the starts.
 	ctx, cancel := context.WithTimeout(ctx, ramp+cfg.Load+drain+settle+3*time.Minute)
@@ -88,8 +94,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		names = append(names, p.Name)
 	}
 	if cfg.Faults {
-		kinds := cfg.BrokerKill
-		res.Plan = Schedule(cfg.Seed, cfg.Load, names, kinds)
+		res.Plan = Schedule(cfg.Seed, cfg.Load, names, cfg.BrokerKill)
 		for _, f := range res.Plan {
 			logf("plan: %s", f)
 		}
