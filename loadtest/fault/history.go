@@ -47,7 +47,7 @@ type Store struct {
 	// Trips are trip:{id} hashes: the stored trip (json) and its version
 	// field (v), which the apply script compares and sets.
 	Trips map[string]StoredTrip
-	// Claims are driver:{id}:trip, driver id → trip id.
+	// Claims are driver:{id}:trip, driver id → the trip id it holds.
 	Claims map[string]string
 	// Reservations are dispatch-driver:{id}, driver id → reservation.
 	Reservations map[string]Reservation

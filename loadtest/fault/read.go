@@ -140,8 +140,10 @@ func ReadStore(ctx context.Context, rdb *redis.Client) (Store, error) {
 		return nil
 	})
 	if err == nil {
+		// A claim holds "trip-id rider-id"; the trip is what it names.
 		err = scanStrings(ctx, rdb, "driver:*:trip", func(k, v string) {
-			s.Claims[strings.TrimSuffix(strings.TrimPrefix(k, "driver:"), ":trip")] = v
+			trip, _, _ := strings.Cut(v, " ")
+			s.Claims[strings.TrimSuffix(strings.TrimPrefix(k, "driver:"), ":trip")] = trip
 		})
 	}
 	if err == nil {
