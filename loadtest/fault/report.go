@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/hexride/hexride/loadtest/sim"
 )
 
 // Limits are the bar for a fault run.
@@ -83,6 +85,25 @@ func WriteTable(w io.Writer, runs ...*Result) error {
 	row("push p50/p99 ms", func(r *Result) string {
 		return fmt.Sprintf("%.0f / %.0f", r.Liveness.PushMS.P50, r.Liveness.PushMS.P99)
 	})
+	// The load tester's view, to tell the platform's losses from the
+	// harness's: a driver step stuck for want of a push, phones that
+	// could not get back on.
+	load := func(f func(*sim.Report) int64) func(*Result) string {
+		return func(r *Result) string {
+			if r.Load == nil {
+				return "-"
+			}
+			return fmt.Sprint(f(r.Load))
+		}
+	}
+	row("driver steps stuck (no push)", load(func(l *sim.Report) int64 { return l.Drivers.Stuck }))
+	row("reconnects / phones lost", func(r *Result) string {
+		if r.Load == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%d / %d", r.Load.Connections.Reconnects, r.Load.Connections.Lost)
+	})
+	row("requests failed (error answer)", load(func(l *sim.Report) int64 { return l.Requests.Failed }))
 	row("reservations expiring", func(r *Result) string { return fmt.Sprint(r.Counts.InfoExpiringReservations) })
 	row("undecodable records", func(r *Result) string { return fmt.Sprint(r.Counts.InfoUndecodable) })
 	if err := tw.Flush(); err != nil {
