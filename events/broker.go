@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -32,8 +33,48 @@ const segmentBytes = 1 << 20
 // time once its newest event is older than retention, and their memory is
 // freed a segment (about a MiB of a partition's log) at a time.
 func StartEmbeddedBroker(port, partitions int, dataDir string, retention time.Duration) (*EmbeddedBroker, error) {
+	return StartBroker(BrokerOptions{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Partitions: partitions,
+		DataDir: dataDir, Retention: retention})
+}
+
+// BrokerOptions configure StartBroker.
+type BrokerOptions struct {
+	// Addr is host:port to listen on; port 0 picks a free one.
+	Addr       string
+	Partitions int
+	// DataDir keeps the log (and committed offsets) on disk across
+	// restarts; empty keeps everything in memory.
+	DataDir string
+	// SyncWrites fsyncs every produced batch before it is acknowledged, so
+	// an ack survives the machine going down, not only the process (a
+	// killed process loses nothing the kernel already has either way).
+	SyncWrites bool
+	Retention  time.Duration
+}
+
+// StartBroker starts an embedded broker as StartEmbeddedBroker does, on any
+// address and optionally fsyncing every write: what `hexride broker` serves.
+func StartBroker(o BrokerOptions) (*EmbeddedBroker, error) {
+	host, portStr, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker address %q: want host:port: %w", o.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("broker address %q: bad port", o.Addr)
+	}
+	partitions, retention, dataDir := o.Partitions, o.Retention, o.DataDir
 	opts := []kfake.Opt{
 		kfake.Ports(port),
+		// kfake always asks for 127.0.0.1:port; this keeps the port and
+		// puts the host asked for in its place.
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			_, p, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, p))
+		}),
 		kfake.GroupMinSessionTimeout(time.Second),
 	}
 	// kfake keeps a partition's log in segment files (in memory unless
@@ -54,6 +95,9 @@ func StartEmbeddedBroker(port, partitions int, dataDir string, retention time.Du
 	}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
+		if o.SyncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

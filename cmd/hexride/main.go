@@ -16,6 +16,10 @@
 //	hexride replay [-brokers host:port] [-redis live-addr] [-into empty-addr]
 //	                     rebuild every trip from trip.events into an empty Redis
 //	                     and compare with the live one; exit 1 if they differ
+//	hexride broker -addr 127.0.0.1:9092 -data DIR
+//	                     serve the embedded Kafka-protocol broker alone, for
+//	                     the standalone services (a development broker, not
+//	                     a Kafka replacement; see docs/faults.md)
 package main
 
 import (
@@ -59,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "token":
 			return platform.MintToken(args[1:], getenv, stdout, stderr)
+		case "broker":
+			return platform.Broker(ctx, args[1:], stdout, stderr)
 		case "loadtest":
 			if code := sim.Command(ctx, "hexride loadtest", args[1:], stdout, stderr); code != sim.ExitOK {
 				return exitStatus(code)

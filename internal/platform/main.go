@@ -50,7 +50,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 		return err
 	}
 	if s.FS.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: the commands are token, loadtest, history and replay, and every setting is a flag (see -h)", s.FS.Arg(0))
+		return fmt.Errorf("unexpected argument %q: the commands are token, loadtest, history, replay and broker, and every setting is a flag (see -h)", s.FS.Arg(0))
 	}
 	opt.Embedded = true
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel), opt)

@@ -16,6 +16,18 @@ type Config struct {
 	// ws://host:port/v1/ws and get development tokens from
 	// POST /v1/dev/token.
 	Target string
+	// Targets, when set, replaces Target with several base URLs of one
+	// platform (its gateway replicas): phone i starts at Targets[i%n] and
+	// moves to the next one whenever it cannot connect, as an app behind a
+	// load balancer would.
+	Targets []string
+	// GiveUpAfter is how many failed connection attempts in a row make a
+	// phone give up (default 5). Fault runs raise it: a phone that gives up
+	// during an outage is the harness's loss, not the platform's.
+	GiveUpAfter int
+	// Record fills Report.RequestLog and Report.PushLog: what each request
+	// and each phone saw, for a checker that compares it with the event log.
+	Record bool
 	// Drivers is how many driver phones to run.
 	Drivers int
 	// RequestsPerSec is the mean rate of ride requests (a Poisson process);
@@ -157,6 +169,12 @@ func (c Config) withDefaults() Config {
 	if c.StepTimeout <= 0 {
 		c.StepTimeout = d.StepTimeout
 	}
+	if c.GiveUpAfter <= 0 {
+		c.GiveUpAfter = 5
+	}
+	if len(c.Targets) > 0 {
+		c.Target = c.Targets[0]
+	}
 	return c
 }
 
@@ -183,6 +201,11 @@ func (c Config) Validate() error {
 		return errors.New("id prefix longer than 40 bytes")
 	case c.Center.Lat < -80 || c.Center.Lat > 80 || c.Center.Lng < -180 || c.Center.Lng > 180:
 		return fmt.Errorf("centre %v: want a latitude within ±80 and a longitude within ±180", c.Center)
+	}
+	for _, t := range c.Targets {
+		if _, err := CheckTarget(t); err != nil {
+			return err
+		}
 	}
 	_, err := CheckTarget(c.Target)
 	return err

@@ -59,7 +59,7 @@ type driver struct {
 
 func newDriver(r *runner, i int) *driver {
 	d := &driver{rng: rand.New(rand.NewPCG(r.cfg.Seed, streamDriver+uint64(i)))}
-	d.phone = phone{r: r, role: "driver", sub: r.cfg.IDPrefix + "-d" + itoa(i), b: d}
+	d.phone = phone{r: r, role: "driver", sub: r.cfg.IDPrefix + "-d" + itoa(i), b: d, target: i % len(r.targets)}
 	span := r.cfg.PingMax - r.cfg.PingMin
 	d.ping = r.cfg.PingMin + time.Duration(d.rng.Float64()*float64(span))
 	d.factor = 0.85 + 0.25*d.rng.Float64()

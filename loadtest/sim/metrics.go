@@ -34,6 +34,8 @@ type metrics struct {
 	first         map[string]string       // first message per error kind
 	unfinishedBy  map[string]int64        // trip state → rides still active at the end
 	tl            *timeline               // per-second figures for the HTML report
+
+	log recordLog // Config.Record only
 }
 
 const maxLatencyMicros = int64(time.Hour / time.Microsecond)

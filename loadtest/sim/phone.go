@@ -61,6 +61,7 @@ type inFrame struct {
 	TripID          string   `json:"trip_id"`
 	OfferID         string   `json:"offer_id"`
 	State           string   `json:"state"`
+	Version         int64    `json:"version"`
 	DriverID        string   `json:"driver_id"`
 	Pickup          LatLng   `json:"pickup"`
 	Dropoff         LatLng   `json:"dropoff"`
@@ -124,6 +125,7 @@ type phone struct {
 	nextID  uint32
 	pend    []pending
 	done    bool // finished or stopping: no more reconnects
+	target  int  // index in runner.targets this phone connects to
 }
 
 var errNotConnected = errors.New("not connected")
@@ -189,7 +191,7 @@ func (p *phone) run() {
 			p.mu.Lock()
 			done := p.done
 			p.mu.Unlock()
-			if done || p.r.ctx.Err() != nil || failures >= 5 {
+			if done || p.r.ctx.Err() != nil || failures >= p.r.cfg.GiveUpAfter {
 				p.mu.Lock()
 				if !p.done {
 					p.done = true
@@ -198,7 +200,12 @@ func (p *phone) run() {
 				p.mu.Unlock()
 				return
 			}
-			sleepCtx(p.r.ctx, time.Duration(failures)*500*time.Millisecond)
+			// Another gateway may take the phone at once; the same one is
+			// given time to come back.
+			p.mu.Lock()
+			p.target = (p.target + 1) % len(p.r.targets)
+			p.mu.Unlock()
+			sleepCtx(p.r.ctx, min(time.Duration(failures)*500*time.Millisecond, 2*time.Second))
 			continue
 		}
 		failures = 0
@@ -264,16 +271,17 @@ func (p *phone) dial(resume bool) (*websocket.Conn, error) {
 	defer func() { <-p.r.connSem }()
 	ctx, cancel := context.WithTimeout(p.r.ctx, 15*time.Second)
 	defer cancel()
-	tok, err := p.r.token(ctx, p.role, p.sub)
+	p.mu.Lock()
+	ep := p.r.targets[p.target%len(p.r.targets)]
+	u := ep.ws
+	if resume {
+		u += "?after_seq=" + strconv.FormatInt(p.lastSeq, 10)
+	}
+	p.mu.Unlock()
+	tok, err := p.r.tokenFrom(ctx, ep.token, p.role, p.sub)
 	if err != nil {
 		p.r.m.clientFailure("token", err)
 		return nil, err
-	}
-	u := p.r.wsURL
-	if resume {
-		p.mu.Lock()
-		u += "?after_seq=" + strconv.FormatInt(p.lastSeq, 10)
-		p.mu.Unlock()
 	}
 	c, err := p.r.dialWS(ctx, u, tok)
 	if err != nil {
@@ -366,7 +374,12 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 		}
 		switch f.Type {
 		case pushTrip:
+			p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f, false, now)
 			p.r.m.pushLatency(f.UpdatedAt, now)
+		case pushResync:
+			if f.Trip != nil {
+				p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f.Trip, true, now)
+			}
 		case pushDriverLoc:
 			p.r.m.locationLatency(f.At, now)
 		}

@@ -52,6 +52,9 @@ type Report struct {
 	FirstErrors map[string]string `json:"first_errors,omitempty"`
 	// Timeline has a point per second of the run (the first two hours).
 	Timeline []TimelinePoint `json:"timeline,omitempty"`
+	// RequestLog and PushLog are filled with Config.Record only.
+	RequestLog []RequestRecord `json:"request_log,omitempty"`
+	PushLog    []PushRecord    `json:"push_log,omitempty"`
 }
 
 // ReportConfig is the part of Config a reader of the report needs.
@@ -223,6 +226,9 @@ func (m *metrics) report(cfg Config, started time.Time, elapsed time.Duration) *
 		r.UnfinishedByState = maps.Clone(m.unfinishedBy)
 	}
 	r.Timeline = slices.Clone(m.tl.points)
+	if cfg.Record {
+		r.RequestLog, r.PushLog = m.records()
+	}
 	return r
 }
 

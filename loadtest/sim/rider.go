@@ -22,11 +22,13 @@ type rider struct {
 	matched bool
 	ended   bool
 	actT    *time.Timer
+	rec     RequestRecord // Config.Record
+	logged  bool
 }
 
 func newRider(r *runner, i int) *rider {
 	rd := &rider{rng: rand.New(rand.NewPCG(r.cfg.Seed, streamRider+uint64(i)))}
-	rd.phone = phone{r: r, role: "rider", sub: r.cfg.IDPrefix + "-r" + itoa(i), b: rd}
+	rd.phone = phone{r: r, role: "rider", sub: r.cfg.IDPrefix + "-r" + itoa(i), b: rd, target: i % len(r.targets)}
 	c := r.city
 	// Half the demand is downtown, half anywhere; rides go anywhere at
 	// least a fifth of the city away.
@@ -56,6 +58,7 @@ func (rd *rider) connected(first bool, now time.Time) {
 	}
 	pu, do := rd.pickup, rd.dropoff
 	rd.sentAt = now
+	rd.rec.SentAt = now
 	rd.commandLocked(command{Type: msgRideRequest, Pickup: &pu, Dropoff: &do})
 	if rd.cancelIn > 0 {
 		rd.actT = time.AfterFunc(rd.cancelIn, rd.maybeCancel)
@@ -92,10 +95,13 @@ func (rd *rider) answered(cmd pending, f *inFrame, now time.Time) {
 	}
 	if f.Type == msgAck {
 		rd.learnTrip(f.TripID)
+		rd.rec.Acked, rd.rec.AckedAt = true, now
 		return
 	}
 	if rd.tripID == "" {
 		rd.r.m.requestsFailed.Add(1)
+		rd.rec.Error = f.Code
+		rd.logRequest("failed")
 		rd.finish()
 	}
 }
@@ -109,6 +115,7 @@ func (rd *rider) push(f *inFrame, now time.Time) {
 			// The trip ended while we were away and the gap is gone: we
 			// cannot tell how.
 			rd.r.m.rideUnfinished("(ended unseen)")
+			rd.logRequest("ended_unseen")
 			rd.ended = true
 			rd.finish()
 			return
@@ -127,15 +134,18 @@ func (rd *rider) tripChanged(t *inFrame, now time.Time) {
 	case stateOffered:
 		if !rd.offered {
 			rd.offered = true
+			rd.rec.OfferedAt = now
 			rd.r.m.requestToOffer(now.Sub(rd.sentAt))
 		}
 	case stateAccepted, stateArrived, stateInProgress, stateCompleted:
 		if !rd.matched {
 			rd.matched = true
+			rd.rec.MatchedAt = now
 			rd.r.m.requestToAccepted(now.Sub(rd.sentAt))
 		}
 	}
 	if terminal(t.State) {
+		rd.logRequest("ended")
 		rd.r.m.outcome(t.State)
 		rd.ended = true
 		rd.finish()
@@ -156,9 +166,21 @@ func (rd *rider) stop() {
 	}
 	if rd.tripID != "" && !rd.ended {
 		rd.r.m.rideUnfinished(rd.state)
+		rd.logRequest("unfinished")
 	} else if rd.tripID == "" && rd.sentAt != (time.Time{}) {
 		rd.r.m.requestsUnanswered.Add(1)
+		rd.logRequest("unanswered")
 	}
+}
+
+// logRequest records the request once, with how the phone's part ended.
+func (rd *rider) logRequest(outcome string) {
+	if !rd.r.cfg.Record || rd.logged {
+		return
+	}
+	rd.logged = true
+	rd.rec.Rider, rd.rec.TripID, rd.rec.FinalState, rd.rec.Outcome = rd.sub, rd.tripID, rd.state, outcome
+	rd.r.m.recordRequest(rd.rec)
 }
 
 func (rd *rider) gaveUp(first bool) {

@@ -35,6 +35,8 @@ type runner struct {
 	base     *url.URL
 	wsURL    string
 	tokenURL string
+	// targets are every gateway's endpoints; the first is wsURL, tokenURL.
+	targets  []endpoint
 	http     *http.Client // tokens
 	wsClient *http.Client // WebSocket handshakes
 	m        *metrics
@@ -108,7 +110,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	return rep, nil
 }
 
-func newRunner(ctx context.Context, cfg Config, base *url.URL) *runner {
+// endpoint is one gateway's socket and token URLs.
+type endpoint struct{ ws, token string }
+
+func endpointOf(base *url.URL) endpoint {
 	ws := *base
 	ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[base.Scheme]
 	ws.Path = strings.TrimSuffix(base.Path, "/") + "/v1/ws"
@@ -116,9 +121,22 @@ func newRunner(ctx context.Context, cfg Config, base *url.URL) *runner {
 	tok := *base
 	tok.Path = strings.TrimSuffix(base.Path, "/") + "/v1/dev/token"
 	tok.RawQuery = ""
+	return endpoint{ws: ws.String(), token: tok.String()}
+}
+
+func newRunner(ctx context.Context, cfg Config, base *url.URL) *runner {
+	ep := endpointOf(base)
+	targets := []endpoint{ep}
+	if len(cfg.Targets) > 1 {
+		targets = targets[:0]
+		for _, t := range cfg.Targets {
+			u, _ := CheckTarget(t) // checked by Validate
+			targets = append(targets, endpointOf(u))
+		}
+	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &runner{
-		cfg: cfg, city: NewCity(cfg.Center, cfg.SizeKM), base: base, wsURL: ws.String(), tokenURL: tok.String(),
+		cfg: cfg, city: NewCity(cfg.Center, cfg.SizeKM), base: base, wsURL: ep.ws, tokenURL: ep.token, targets: targets,
 		http: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 			Proxy: nil, DialContext: dialer.DialContext, MaxIdleConns: 64, MaxIdleConnsPerHost: 64,
 			IdleConnTimeout: 30 * time.Second}},
@@ -136,8 +154,13 @@ func newRunner(ctx context.Context, cfg Config, base *url.URL) *runner {
 
 // token gets a development token from the target.
 func (r *runner) token(ctx context.Context, role, sub string) (string, error) {
+	return r.tokenFrom(ctx, r.tokenURL, role, sub)
+}
+
+// tokenFrom gets a development token from one gateway.
+func (r *runner) tokenFrom(ctx context.Context, tokenURL, role, sub string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"role": role, "sub": sub})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.tokenURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -149,13 +172,13 @@ func (r *runner) token(ctx context.Context, role, sub string) (string, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("POST %s: %s: %s", r.tokenURL, resp.Status, strings.TrimSpace(string(b)))
+		return "", fmt.Errorf("POST %s: %s: %s", tokenURL, resp.Status, strings.TrimSpace(string(b)))
 	}
 	var out struct {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(b, &out); err != nil || out.Token == "" {
-		return "", fmt.Errorf("POST %s: no token in %.200q", r.tokenURL, b)
+		return "", fmt.Errorf("POST %s: no token in %.200q", tokenURL, b)
 	}
 	return out.Token, nil
 }
@@ -166,8 +189,17 @@ func (r *runner) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	retryUntil := time.Now().Add(2 * time.Second)
+	for _, ep := range r.targets {
+		if err := r.probeOne(ctx, ep.token, retryUntil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) probeOne(ctx context.Context, tokenURL string, retryUntil time.Time) error {
 	for {
-		_, err := r.token(ctx, "viewer", r.cfg.IDPrefix+"-probe")
+		_, err := r.tokenFrom(ctx, tokenURL, "viewer", r.cfg.IDPrefix+"-probe")
 		if err == nil {
 			return nil
 		}
@@ -175,7 +207,7 @@ func (r *runner) probe(ctx context.Context) error {
 		// moment; anything else (or a refusal that lasts) is an answer.
 		var opErr *net.OpError
 		if !errors.As(err, &opErr) || time.Now().After(retryUntil) || !sleepCtx(ctx, 250*time.Millisecond) {
-			return fmt.Errorf("target %s does not hand out development tokens (is `go run ./cmd/hexride` running there, with HEXRIDE_DEV_AUTH on?): %w", r.cfg.Target, err)
+			return fmt.Errorf("target %s does not hand out development tokens (is `go run ./cmd/hexride` running there, with HEXRIDE_DEV_AUTH on?): %w", strings.TrimSuffix(tokenURL, "/v1/dev/token"), err)
 		}
 	}
 }
