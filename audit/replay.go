@@ -274,8 +274,9 @@ func step(rep *Report, folds map[string]*fold, m kafka.Message) {
 			// What came between is unknown, so no transition is checked.
 			problem(id, "v%d follows v%d: versions missing (expired from the log, or never published)", t.Version, f.version)
 		case t.Version == 1:
-			if u.Cause != ev.TypeRideRequest || t.State != ev.StateRequested {
-				problem(id, "v%d: %s by %s, but a trip starts REQUESTED by %s", t.Version, t.State, u.Cause, ev.TypeRideRequest)
+			if u.Cause != ev.TypeRideRequest || !trip.Created(t.State, t.Reason) {
+				problem(id, "v%d: %s by %s, but a trip starts REQUESTED (or CANCELLED %s) by %s", t.Version, t.State, u.Cause,
+					trip.ReasonRiderBusy, ev.TypeRideRequest)
 			}
 		default:
 			if next, ok := trip.Next(f.last.Trip.State, u.Cause); !ok || next != t.State {

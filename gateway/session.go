@@ -497,9 +497,9 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 	defer cancel()
 	if err := s.pub.PublishAll(pctx, st.Out); err != nil {
 		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
-		if f.ID != "" && !resend {
-			s.rdb.Del(context.WithoutCancel(ctx), commandKey(sess.user, f.ID))
-		}
+		// The memory stays: a write that timed out may still land, and the
+		// resend must then be the very same event (same id, which tripstate
+		// applies once), not a second command.
 		s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "the event log could not take it; safe to retry"})
 		return
 	}

@@ -45,3 +45,11 @@ func Next(state, cmd string) (string, bool) {
 	next, ok := Transitions[state][cmd]
 	return next, ok
 }
+
+// Created reports whether a trip may begin (version 1) in state with reason:
+// a ride.request creates it REQUESTED, or, when its rider already has an
+// active trip, already CANCELLED with ReasonRiderBusy (the gateway acked
+// the request, so it must end where the rider sees it).
+func Created(state, reason string) bool {
+	return state == ev.StateRequested || state == ev.StateCancelled && reason == ReasonRiderBusy
+}

@@ -114,6 +114,13 @@ var legal = map[[2]string]bool{
 	{ev.StateInProgress, ev.StateCompleted}: true,
 }
 
+// created says a trip may begin so: REQUESTED, or, for a request acked while
+// its rider already had an active trip, CANCELLED with reason rider_busy
+// (docs/trip-states.md).
+func created(t ev.Trip) bool {
+	return t.State == ev.StateRequested || t.State == ev.StateCancelled && t.Reason == "rider_busy"
+}
+
 func active(state string) bool {
 	return state == ev.StateAccepted || state == ev.StateArrived || state == ev.StateInProgress
 }
@@ -180,7 +187,7 @@ func Check(h History) Counts {
 				k.example("version_gaps", "trip %s: v%d of v%d never announced", id, v, last)
 			}
 		}
-		if first := vs[order[0]]; order[0] != 1 || first.State != ev.StateRequested {
+		if first := vs[order[0]]; order[0] != 1 || !created(first) {
 			k.c.IllegalTransitions++
 			k.example("illegal_transitions", "trip %s starts at v%d in %s", id, order[0], first.State)
 		}

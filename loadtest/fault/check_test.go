@@ -174,3 +174,26 @@ func shift(es []TripEvent, d time.Duration) []TripEvent {
 	}
 	return es
 }
+
+// A request acked while its rider had an active trip is created CANCELLED
+// with reason rider_busy, so the rider sees it end: a legal beginning. A
+// trip beginning CANCELLED for no such reason is not.
+func TestCheckRefusedRequest(t *testing.T) {
+	for _, tc := range []struct {
+		reason  string
+		illegal int
+	}{{"rider_busy", 0}, {"", 1}} {
+		h := clean()
+		tr := ev.Trip{TripID: "t3", State: ev.StateCancelled, Reason: tc.reason, Version: 1, RiderID: "rt1", UpdatedAt: t0}
+		h.TripEvents = append(h.TripEvents, TripEvent{Trip: tr, Cause: ev.TypeRideRequest})
+		h.Store.Trips["t3"] = StoredTrip{V: 1, Trip: tr}
+		h.Requests = append(h.Requests, sim.RequestRecord{Rider: "rt1", TripID: "t3", Acked: true, FinalState: tr.State, Outcome: "ended"})
+		h.Pushes = append(h.Pushes, sim.PushRecord{User: "rt1", Seq: 7, TripID: "t3", State: tr.State, Version: 1})
+		h.LogPushes = append(h.LogPushes, LogPush{User: "rt1", TripID: "t3", State: tr.State, Version: 1})
+		c := Check(h)
+		if c.IllegalTransitions != tc.illegal || c.SafetyTotal() != tc.illegal {
+			t.Errorf("reason %q: illegal transitions %d (safety total %d), want %d: %v", tc.reason, c.IllegalTransitions,
+				c.SafetyTotal(), tc.illegal, c.Examples)
+		}
+	}
+}
