@@ -513,7 +513,7 @@ func consume(ctx context.Context, c *member, h apply, batch int) error {
 		ReadBackoffMax:    100 * time.Millisecond,
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    session,
-		RebalanceTimeout:  5 * time.Second,
+		RebalanceTimeout:  rebalanceTimeout, // see owned.go
 		JoinGroupBackoff:  500 * time.Millisecond,
 		// Offsets are marked only after the handler succeeded, then committed
 		// in the background; Close commits what is marked. A crash can

@@ -30,8 +30,12 @@ type Ownership struct {
 	Floor func(partition int, next int64) int64
 }
 
-// ownedRebalanceTimeout: see ConsumeOwned.
-const ownedRebalanceTimeout = 2 * time.Second
+// rebalanceTimeout is how long a rebalance waits for every member to rejoin.
+// A member restarted after a crash joins while its dead self is still in the
+// group, and nobody in the group reads until the rebalance stops waiting for
+// the dead one: with 5 s, a killed tripstate stopped every trip for 5 s.
+// Handlers are quick, so two seconds is enough for a live member.
+const rebalanceTimeout = 2 * time.Second
 
 type positionKey struct{}
 
@@ -61,13 +65,8 @@ func ConsumeOwned(ctx context.Context, cfg ConsumerConfig, own Ownership, h Hand
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
-		StartOffset: kafka.FirstOffset,
-		// A member restarted after a crash joins while its dead self is
-		// still in the group; the rebalance waits this long for the dead
-		// one before going on without it, and the new member owns nothing
-		// until then. Handlers here are quick, so two seconds is enough
-		// for a live member to finish and rejoin.
-		HeartbeatInterval: time.Second, SessionTimeout: session, RebalanceTimeout: ownedRebalanceTimeout,
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second, SessionTimeout: session, RebalanceTimeout: rebalanceTimeout,
 		JoinGroupBackoff: 500 * time.Millisecond,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.log.Warn("kafka consumer group", "err", fmt.Sprintf(msg, args...))

@@ -61,6 +61,10 @@ type Liveness struct {
 	MatchRate      float64         `json:"match_rate"`
 	RequestOfferMS sim.Percentiles `json:"request_to_offer_ms"`
 	PushMS         sim.Percentiles `json:"push_ms"`
+	// The same measured from the end of the faults in their way
+	// (latency.go): what the fault run holds a build to.
+	RequestOfferAfterFaultMS sim.Percentiles `json:"request_to_offer_after_fault_ms"`
+	PushAfterFaultMS         sim.Percentiles `json:"push_after_fault_ms"`
 }
 
 // Run starts a cluster, drives the load at it with the nemesis (if on),
@@ -137,6 +141,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Counts = Check(h)
 	res.Liveness = Liveness{Requests: rep.Requests.Requests, Matched: rep.Requests.Matched,
 		MatchRate: rep.Requests.MatchRate, RequestOfferMS: rep.Latency.RequestToOffer, PushMS: rep.Latency.Push}
+	res.Liveness.RequestOfferAfterFaultMS, res.Liveness.PushAfterFaultMS = latencyAfterFaults(windows(begin, res.Done),
+		rep.RequestLog, rep.PushLog)
 	rep.RequestLog, rep.PushLog, rep.Timeline = nil, nil, nil
 	res.Load = rep
 	return res, nil

@@ -41,6 +41,9 @@ type PushRecord struct {
 	State   string    `json:"state"`
 	Version int64     `json:"version"`
 	At      time.Time `json:"at"`
+	// UpdatedAt is when the transition it tells of was applied (its
+	// updated_at), so At minus UpdatedAt is the push's latency.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 	// Resync marks the trip carried by a resync push, which repeats what
 	// the phone may already have seen.
 	Resync bool `json:"resync,omitempty"`
@@ -58,8 +61,9 @@ func (m *metrics) recordPush(cfg Config, user string, seq int64, t *inFrame, res
 		return
 	}
 	m.log.mu.Lock()
+	updated, _ := parseTime(t.UpdatedAt)
 	m.log.pushes = append(m.log.pushes, PushRecord{User: user, Seq: seq, TripID: t.TripID, State: t.State,
-		Version: t.Version, At: now, Resync: resync})
+		Version: t.Version, At: now, UpdatedAt: updated, Resync: resync})
 	m.log.mu.Unlock()
 }
 
