@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -410,6 +411,13 @@ const (
 	fetchMargin    = time.Second
 )
 
+// sessionTimeout outlasts a broker that stalls for 10 s (a pause, a long
+// collection): the broker's session clocks run on while it is stalled, and
+// with 10 s every member of every group was evicted when it came back, so
+// every group rebalanced at once and nothing was read for about 9 s after
+// the broker had returned (the fault run). Kafka's own default is 45 s.
+const sessionTimeout = 20 * time.Second
+
 // maxBatch bounds a BatchHandler's batch.
 const maxBatch = 256
 
@@ -427,8 +435,9 @@ type ConsumerConfig struct {
 	// event, so the broker serves far fewer, fuller fetches. See
 	// docs/loadtest.md for what it saved.
 	Bulk bool
-	// SessionTimeout bounds how long a killed member keeps its partitions.
-	// kafka-go's default is 30 s; the platform uses 10 s.
+	// SessionTimeout bounds how long a killed member that is not started
+	// again keeps its partitions (one started again takes them back within
+	// rebalanceTimeout). Default sessionTimeout.
 	SessionTimeout time.Duration
 }
 
@@ -493,10 +502,7 @@ func (c *member) observeDelay(es ...Envelope) {
 
 func consume(ctx context.Context, c *member, h apply, batch int) error {
 	cfg, log := c.cfg, c.log
-	session := cfg.SessionTimeout
-	if session <= 0 {
-		session = 10 * time.Second
-	}
+	session := cmp.Or(cfg.SessionTimeout, sessionTimeout)
 	minBytes, hold := 1, fetchHold
 	if cfg.Bulk {
 		minBytes, hold = bulkFetchBytes, bulkFetchHold
@@ -511,7 +517,7 @@ func consume(ctx context.Context, c *member, h apply, batch int) error {
 		MaxWait:           hold + fetchMargin,
 		ReadBackoffMin:    5 * time.Millisecond,
 		ReadBackoffMax:    100 * time.Millisecond,
-		HeartbeatInterval: time.Second,
+		HeartbeatInterval: heartbeatInterval,
 		SessionTimeout:    session,
 		RebalanceTimeout:  rebalanceTimeout, // see owned.go
 		JoinGroupBackoff:  500 * time.Millisecond,
@@ -741,15 +747,20 @@ type backoff struct{ d time.Duration }
 func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
 func (b *backoff) reset()  { b.d = 50 * time.Millisecond }
 
+// maxBackoff caps the wait between tries. It is the longest a consumer may
+// sleep on after its broker or Redis has come back: with 5 s, fetch loops
+// that had failed through a 10 s broker pause slept up to 7 s more, and
+// requests waited that long after the outage ended (the fault run). A try
+// a second against a dependency that is away costs nothing to speak of.
+const maxBackoff = time.Second
+
 // wait sleeps for about the current delay (between half and one and a half
 // times it, so members waiting on the same broker or Redis do not all come
-// back at once) and doubles it up to 5 s; false if ctx ended.
+// back at once) and doubles it up to maxBackoff; false if ctx ended.
 func (b *backoff) wait(ctx context.Context) bool {
 	t := time.NewTimer(b.d/2 + rand.N(b.d))
 	defer t.Stop()
-	if b.d *= 2; b.d > 5*time.Second {
-		b.d = 5 * time.Second
-	}
+	b.d = min(2*b.d, maxBackoff)
 	select {
 	case <-ctx.Done():
 		return false

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,8 +35,12 @@ type Ownership struct {
 // A member restarted after a crash joins while its dead self is still in the
 // group, and nobody in the group reads until the rebalance stops waiting for
 // the dead one: with 5 s, a killed tripstate stopped every trip for 5 s.
-// Handlers are quick, so two seconds is enough for a live member.
-const rebalanceTimeout = 2 * time.Second
+// A live member learns of a rebalance from its next heartbeat and rejoins
+// at once (its handlers are quick), so a second and a half is enough.
+const (
+	rebalanceTimeout  = 1500 * time.Millisecond
+	heartbeatInterval = 500 * time.Millisecond
+)
 
 type positionKey struct{}
 
@@ -59,14 +64,11 @@ func PositionOf(ctx context.Context) (Position, bool) {
 // is meant for low-rate topics: every handled event may commit.
 func ConsumeOwned(ctx context.Context, cfg ConsumerConfig, own Ownership, h Handler) error {
 	c := newMember(cfg)
-	session := cfg.SessionTimeout
-	if session <= 0 {
-		session = 10 * time.Second
-	}
+	session := cmp.Or(cfg.SessionTimeout, sessionTimeout)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
 		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second, SessionTimeout: session, RebalanceTimeout: rebalanceTimeout,
+		HeartbeatInterval: heartbeatInterval, SessionTimeout: session, RebalanceTimeout: rebalanceTimeout,
 		JoinGroupBackoff: 500 * time.Millisecond,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.log.Warn("kafka consumer group", "err", fmt.Sprintf(msg, args...))

@@ -356,10 +356,10 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 			p.r.m.serverError(kind, f.Code, f.Message)
 			// unavailable is safe to retry by the contract, and an outage of
 			// the broker or Redis lasts seconds: an app keeps resending the
-			// same command, backing off, for about two minutes.
+			// same command, backing off to once a second, for about a minute.
 			if cmd != nil && (f.Code == codeUnavailable && cmd.tries < 60 || f.Code == codeRateLimited && cmd.tries < 5) {
 				cmd.tries++
-				p.retryLater(cmd.id, min(time.Duration(cmd.tries)*400*time.Millisecond, 2*time.Second))
+				p.retryLater(cmd.id, min(time.Duration(cmd.tries)*400*time.Millisecond, time.Second))
 				return
 			}
 		}
