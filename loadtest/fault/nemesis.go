@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,8 +42,8 @@ func (f Fault) String() string {
 
 // Schedule plans the nemesis for a load of the given length: from 8 s in
 // until 15 s before its end, about one fault every 10 s, always at least a
-// gateway kill, a Redis kill and a 10 s broker pause, the rest kills and
-// 2–5 s pauses of random services. The same seed gives the same plan.
+// gateway kill, a dispatcher kill, a 2–5 s pause of a service, a Redis kill
+// and a 10 s broker pause, the rest kills and pauses of random services. The same seed gives the same plan.
 func Schedule(seed uint64, load time.Duration, services []string, brokerKill bool) []Fault {
 	rng := rand.New(rand.NewPCG(seed, 0xfa17))
 	start, end := 8*time.Second, load-15*time.Second
@@ -50,16 +51,31 @@ func Schedule(seed uint64, load time.Duration, services []string, brokerKill boo
 		return nil
 	}
 	n := max(6, int((end-start)/(10*time.Second)))
-	var gateways []string
-	for _, s := range services {
-		if len(s) > 7 && s[:7] == "gateway" {
-			gateways = append(gateways, s)
+	pick := func(prefix string) string {
+		var of []string
+		for _, s := range services {
+			if strings.HasPrefix(s, prefix) {
+				of = append(of, s)
+			}
 		}
+		if len(of) == 0 {
+			return ""
+		}
+		return of[rng.IntN(len(of))]
 	}
 	fs := []Fault{{Kind: KindRedisKill, Target: "redis", For: time.Second},
 		{Kind: KindBrokerPause, Target: "broker", For: 10 * time.Second}}
-	if len(gateways) > 0 {
-		fs = append(fs, Fault{Kind: KindKill, Target: gateways[rng.IntN(len(gateways))]})
+	// Every plan restarts a gateway and a dispatcher (under its own name,
+	// what a deploy does) and wakes a stale writer after a pause.
+	if g := pick("gateway"); g != "" {
+		fs = append(fs, Fault{Kind: KindKill, Target: g})
+	}
+	if d := pick("dispatcher"); d != "" {
+		fs = append(fs, Fault{Kind: KindKill, Target: d})
+	}
+	if len(services) > 0 {
+		fs = append(fs, Fault{Kind: KindPause, Target: services[rng.IntN(len(services))],
+			For: 2*time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))})
 	}
 	if brokerKill {
 		fs = append(fs, Fault{Kind: KindBrokerKill, Target: "broker"})
