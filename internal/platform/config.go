@@ -60,7 +60,7 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Bool(&c.DemoCity, "demo-city", "HEXRIDE_DEMO_CITY", devAuth, "run a small simulated city of phones against this platform (hexride only)")
-	s.String(&c.ReplicaID, "replica-id", "HEXRIDE_REPLICA_ID", "", "stable name of this dispatcher replica; empty uses the host name")
+	s.String(&c.ReplicaID, "replica-id", "HEXRIDE_REPLICA_ID", "", "name of this dispatcher replica in its logs; empty uses the host name")
 }
 
 // Validate reports the first bad setting, naming its env var.
