@@ -436,6 +436,10 @@ func internalErr(err error) *ProtocolError {
 // gets the same answer and re-publishes the same event (same event id, which
 // consumers de-duplicate) instead of making a second one.
 type stored struct {
+	// Type is the frame's type: an availability frame makes a
+	// driver.availability event, so the event's type cannot tell a
+	// resend from another command under the same id.
+	Type   string      `json:"type,omitempty"`
 	Out    ev.Outgoing `json:"out"`
 	TripID string      `json:"trip_id,omitempty"`
 }
@@ -465,7 +469,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 		b, err := s.rdb.Get(ctx, commandKey(sess.user, f.ID)).Bytes()
 		switch {
 		case err == nil:
-			if json.Unmarshal(b, &st) == nil && st.Out.Env.Type == f.Type {
+			if json.Unmarshal(b, &st) == nil && (st.Type == f.Type || st.Type == "" && st.Out.Env.Type == f.Type) {
 				resend = true
 			} else {
 				s.sendError(sess, f.ID, &ProtocolError{Code: CodeConflict, Message: "this id was already used for a different command"})
@@ -483,7 +487,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 			s.sendError(sess, f.ID, perr)
 			return
 		}
-		st = stored{Out: out, TripID: tripID}
+		st = stored{Type: f.Type, Out: out, TripID: tripID}
 		if f.ID != "" {
 			b, _ := json.Marshal(st)
 			ok, err := s.rdb.SetNX(ctx, commandKey(sess.user, f.ID), b, commandMemory).Result()

@@ -153,9 +153,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
-		// A metadata round trip, not a dial: a paused broker still
-		// completes TCP handshakes.
-		if _, err := kafkaProbe.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{ev.TopicTripCommands}}); err != nil {
+		// A round trip, not a dial: a paused broker still completes TCP
+		// handshakes. Not Metadata either: kafka-go answers that from the
+		// metadata it keeps.
+		if _, err := kafkaProbe.ApiVersions(ctx, &kafka.ApiVersionsRequest{}); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		return nil

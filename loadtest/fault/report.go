@@ -29,6 +29,13 @@ func Verdict(base, faulty *Result) []string {
 			}
 		}
 	}
+	for _, r := range []*Result{base, faulty} {
+		name := map[bool]string{false: "without faults", true: "with faults"}[r.Faults]
+		if rp := r.Replay; !rp.OK || rp.Published != 0 {
+			out = append(out, fmt.Sprintf("%s: hexride replay: %d of %d trips equal, %d differing, %d missing, %d problems, %d records published",
+				name, rp.Equal, rp.Trips, rp.Differing, rp.Missing, rp.Problems, rp.Published))
+		}
+	}
 	if b, f := base.Liveness.MatchRate, faulty.Liveness.MatchRate; f < MinMatchRatio*b {
 		out = append(out, fmt.Sprintf("match rate with faults %.4f < %.2f × %.4f without", f, MinMatchRatio, b))
 	}
@@ -76,6 +83,10 @@ func WriteTable(w io.Writer, runs ...*Result) error {
 		name := runs[0].Counts.Safety()[i][0].(string)
 		row(name, func(r *Result) string { return fmt.Sprint(r.Counts.Safety()[i][1]) })
 	}
+	row("hexride replay: trips equal / replayed", func(r *Result) string {
+		return fmt.Sprintf("%d / %d", r.Replay.Equal, r.Replay.Trips)
+	})
+	row("hexride replay: records published", func(r *Result) string { return fmt.Sprint(r.Replay.Published) })
 	row("requests with a trip", func(r *Result) string { return fmt.Sprint(r.Liveness.Requests) })
 	row("matched", func(r *Result) string { return fmt.Sprint(r.Liveness.Matched) })
 	row("match rate", func(r *Result) string { return fmt.Sprintf("%.2f%%", r.Liveness.MatchRate*100) })

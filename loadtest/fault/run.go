@@ -48,6 +48,8 @@ type Result struct {
 	Liveness Liveness       `json:"liveness"`
 	Records  map[string]int `json:"records_per_topic"`
 	Dir      string         `json:"dir"`
+	// Replay is `hexride replay` on the state the run left.
+	Replay ReplayCheck `json:"replay"`
 	// Load is the load tester's report without its per-request logs.
 	Load *sim.Report `json:"load"`
 	// Pids are every process the run started.
@@ -139,6 +141,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return res, fmt.Errorf("read the store: %w", err)
 	}
 	res.Counts = Check(h)
+	if res.Replay, err = Replay(ctx, cfg.Bin.Hexride, c.BrokerAddr, c.RedisAddr); err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
 	res.Liveness = Liveness{Requests: rep.Requests.Requests, Matched: rep.Requests.Matched,
 		MatchRate: rep.Requests.MatchRate, RequestOfferMS: rep.Latency.RequestToOffer, PushMS: rep.Latency.Push}
 	res.Liveness.RequestOfferAfterFaultMS, res.Liveness.PushAfterFaultMS = latencyAfterFaults(windows(begin, res.Done),
