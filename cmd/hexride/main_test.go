@@ -10,30 +10,13 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/hexride/hexride/internal/proctest"
 )
-
-// syncBuffer lets the test read what run prints while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemoCompletesARide runs the one-command platform exactly as
 // `go run ./cmd/hexride` does (embedded broker and Redis, development auth),
@@ -41,7 +24,7 @@ func (s *syncBuffer) String() string {
 // and completes a ride with a client that knows only protocol.md.
 func TestDemoCompletesARide(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &proctest.SyncBuffer{}
 	done := make(chan error, 1)
 	env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn"}
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()

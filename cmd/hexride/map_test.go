@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/gateway"
+	"github.com/hexride/hexride/internal/proctest"
 )
 
 // The one-command run prints where the live map is, and the link opens it
@@ -31,7 +32,7 @@ func TestDemoPrintsTheLiveMap(t *testing.T) {
 				env[k] = v
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			out := &syncBuffer{}
+			out := &proctest.SyncBuffer{}
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
 			defer func() {

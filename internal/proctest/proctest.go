@@ -66,7 +66,7 @@ func FreeAddr(tb testing.TB) string {
 type Proc struct {
 	Name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	done chan struct{}
 }
 
@@ -77,7 +77,7 @@ func Start(tb testing.TB, name, bin string, env []string, args ...string) *Proc 
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", name, err)
@@ -162,18 +162,20 @@ func (p *Proc) waitReady(addr string, timeout time.Duration) error {
 	return fmt.Errorf("not ready at %s within %s: %s", addr, timeout, last)
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that a process (or a goroutine) writes
+// while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
