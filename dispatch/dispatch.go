@@ -169,12 +169,11 @@ type Dispatcher struct {
 	searches  map[string]*search
 	nextBatch time.Time
 	cands     []geo.Candidate // scratch for queries, under mu
-	// rebuilt says the supply view has caught up with the log. owned are
-	// the trip partitions this replica holds, replaying those of them it
-	// is still reading back. Nothing is decided before the supply is
-	// rebuilt, nor for a trip whose partition is being read back.
+	// rebuilt says the supply view has caught up with the log; replaying
+	// are the trip partitions this replica owns and is still reading back.
+	// Nothing is decided before the supply is rebuilt, nor for a trip whose
+	// partition is being read back.
 	rebuilt   bool
-	owned     map[int]bool
 	replaying map[int]bool
 }
 
@@ -197,7 +196,7 @@ func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dis
 	// Run first rebuilds its view from the log.
 	return &Dispatcher{cfg: cfg, pub: pub, log: log, now: now, rebuilt: true,
 		index: geo.NewIndex(cfg.Resolution), available: map[string]bool{}, busy: map[string]tripRef{},
-		offered: map[string]string{}, searches: map[string]*search{}, owned: map[int]bool{}, replaying: map[int]bool{}}
+		offered: map[string]string{}, searches: map[string]*search{}, replaying: map[int]bool{}}
 }
 
 // GroupTrips is the consumer group that shares trips out among the

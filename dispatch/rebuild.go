@@ -134,10 +134,7 @@ func (d *Dispatcher) assign(partitions []int) {
 			d.syncLocked(driver)
 		}
 	}
-	d.owned, d.replaying = owned, map[int]bool{}
-	for p := range owned {
-		d.replaying[p] = true
-	}
+	d.replaying = owned // each is read back from its floor
 	d.log.Info("trip partitions assigned", "replica", d.cfg.ReplicaID, "partitions", partitions, "searches_dropped", dropped)
 }
 

@@ -50,6 +50,11 @@ type Position struct {
 	Offset    int64
 }
 
+// WithPosition is ctx carrying the position of the event handled under it.
+func WithPosition(ctx context.Context, p Position) context.Context {
+	return context.WithValue(ctx, positionKey{}, p)
+}
+
 // PositionOf returns the position of the event being handled, for handlers
 // run by ConsumeOwned.
 func PositionOf(ctx context.Context) (Position, bool) {
@@ -165,7 +170,7 @@ func (c *member) ownPartition(ctx context.Context, gen *kafka.Generation, own Ow
 			continue
 		}
 		backoff.reset()
-		hctx := context.WithValue(ctx, positionKey{}, Position{Partition: m.Partition, Offset: m.Offset})
+		hctx := WithPosition(ctx, Position{Partition: m.Partition, Offset: m.Offset})
 		if err := c.handle(hctx, h, m); err != nil {
 			return err // not committed: the next owner gets it again
 		}
