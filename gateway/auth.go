@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Claims are the token claims of protocol.md: sub, role, exp.
@@ -20,14 +23,48 @@ type Claims struct {
 // Tokens mints and verifies HS256 tokens with one shared secret.
 type Tokens struct {
 	secret []byte
+	rules  TokenRules
 }
 
-// NewTokens returns a token authority; the secret must not be empty.
-func NewTokens(secret string) (*Tokens, error) {
+// TokenRules are what a token must satisfy beyond its signature: a token
+// that lives for a hundred years, or was issued a day from now, is refused
+// even if it is signed.
+type TokenRules struct {
+	// MaxTTL is the longest a token may live, from its iat (or from now,
+	// without one) to its exp (24 h).
+	MaxTTL time.Duration
+	// Leeway is how far clocks may disagree for exp, nbf and iat (30 s).
+	Leeway time.Duration
+	// Issuer and Audience, if set, must match iss and be in aud.
+	Issuer, Audience string
+}
+
+// Default token rules.
+const (
+	DefaultTokenMaxTTL = 24 * time.Hour
+	DefaultTokenLeeway = 30 * time.Second
+)
+
+func (r TokenRules) withDefaults() TokenRules {
+	if r.MaxTTL <= 0 {
+		r.MaxTTL = DefaultTokenMaxTTL
+	}
+	if r.Leeway <= 0 {
+		r.Leeway = DefaultTokenLeeway
+	}
+	return r
+}
+
+// NewTokens returns a token authority with the default rules; the secret
+// must not be empty.
+func NewTokens(secret string) (*Tokens, error) { return NewTokensWith(secret, TokenRules{}) }
+
+// NewTokensWith returns a token authority with rules.
+func NewTokensWith(secret string, rules TokenRules) (*Tokens, error) {
 	if secret == "" {
 		return nil, errors.New("empty JWT secret")
 	}
-	return &Tokens{secret: []byte(secret)}, nil
+	return &Tokens{secret: []byte(secret), rules: rules.withDefaults()}, nil
 }
 
 func validRole(r string) bool { return r == RoleDriver || r == RoleRider || r == RoleViewer }
@@ -40,10 +77,16 @@ func (t *Tokens) Mint(sub, role string, ttl time.Duration) (string, error) {
 	if !validRole(role) {
 		return "", fmt.Errorf("role must be driver, rider or viewer, not %q", role)
 	}
+	if ttl > t.rules.MaxTTL {
+		return "", fmt.Errorf("a token lives at most %s, not %s", t.rules.MaxTTL, ttl)
+	}
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
-		Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}})
+	rc := jwt.RegisteredClaims{Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		Issuer: t.rules.Issuer}
+	if t.rules.Audience != "" {
+		rc.Audience = jwt.ClaimStrings{t.rules.Audience}
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: role, RegisteredClaims: rc})
 	s, err := tok.SignedString(t.secret)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
@@ -51,13 +94,29 @@ func (t *Tokens) Mint(sub, role string, ttl time.Duration) (string, error) {
 	return s, nil
 }
 
-// Verify checks signature, algorithm, expiry, subject and role.
+// Verify checks signature and algorithm (HS256 only), exp (required),
+// nbf and iat (not in the future beyond the leeway), the lifetime (at most
+// MaxTTL), iss and aud when the rules name them, subject and role.
 func (t *Tokens) Verify(s string) (Claims, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), jwt.WithLeeway(t.rules.Leeway)}
+	if t.rules.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(t.rules.Issuer))
+	}
+	if t.rules.Audience != "" {
+		opts = append(opts, jwt.WithAudience(t.rules.Audience))
+	}
+	_, err := jwt.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.secret, nil }, opts...)
 	if err != nil {
 		return Claims{}, fmt.Errorf("invalid token: %w", err)
+	}
+	from := time.Now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if life := c.ExpiresAt.Sub(from); life > t.rules.MaxTTL+t.rules.Leeway {
+		return Claims{}, fmt.Errorf("invalid token: it lives %s, longer than the %s allowed", life.Round(time.Second), t.rules.MaxTTL)
 	}
 	if c.Subject == "" || len(c.Subject) > MaxIDBytes {
 		return Claims{}, errors.New("invalid token: sub must be 1 to 64 bytes")
@@ -114,4 +173,22 @@ func (s *Server) devTokenHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
+}
+
+// StatusTokenExpired closes a socket whose token has expired: the phone
+// reconnects with a fresh token (and resumes with after_seq).
+const StatusTokenExpired websocket.StatusCode = 4001
+
+var tokensExpired = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "hexride_gateway_sockets_token_expired_total", Help: "Sockets closed because their token expired.",
+})
+
+// closeAtExpiry calls end once the token's exp plus the grace has passed;
+// the returned stop cancels it when the socket ends first.
+func closeAtExpiry(c Claims, grace time.Duration, end func()) (stop func() bool) {
+	t := time.AfterFunc(time.Until(c.ExpiresAt.Time)+grace, func() {
+		tokensExpired.Inc()
+		end()
+	})
+	return t.Stop
 }

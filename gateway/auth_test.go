@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/hexride/hexride/internal/redistest"
 )
 
 func mustTokens(t testing.TB, secret string) *Tokens {
@@ -21,7 +25,17 @@ func mustTokens(t testing.TB, secret string) *Tokens {
 func TestVerify(t *testing.T) {
 	tk := mustTokens(t, "s3cret")
 	good, _ := tk.Mint("d-1", RoleDriver, time.Hour)
-	expired, _ := tk.Mint("d-1", RoleDriver, -time.Minute)
+	now := time.Now()
+	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
+	signed := func(rc jwt.RegisteredClaims) string {
+		rc.Subject = "d-1"
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: RoleDriver, RegisteredClaims: rc}).SignedString([]byte("s3cret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	expired := signed(jwt.RegisteredClaims{IssuedAt: at(-time.Hour), ExpiresAt: at(-time.Minute)})
 	other, _ := mustTokens(t, "other").Mint("d-1", RoleDriver, time.Hour)
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Role: RoleDriver, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: "d-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
@@ -43,6 +57,12 @@ func TestVerify(t *testing.T) {
 		{"unknown role", badRoleTok, false},
 		{"empty", "", false},
 		{"garbage", "a.b.c", false},
+		{"issued a day from now", signed(jwt.RegisteredClaims{IssuedAt: at(24 * time.Hour), ExpiresAt: at(25 * time.Hour)}), false},
+		{"issued within the leeway", signed(jwt.RegisteredClaims{IssuedAt: at(10 * time.Second), ExpiresAt: at(time.Hour)}), true},
+		{"not valid before an hour from now", signed(jwt.RegisteredClaims{NotBefore: at(time.Hour), ExpiresAt: at(2 * time.Hour)}), false},
+		{"lives a hundred years", signed(jwt.RegisteredClaims{IssuedAt: at(0), ExpiresAt: at(100 * 365 * 24 * time.Hour)}), false},
+		{"no iat, expires in two days", signed(jwt.RegisteredClaims{ExpiresAt: at(48 * time.Hour)}), false},
+		{"no iat, expires within the maximum", signed(jwt.RegisteredClaims{ExpiresAt: at(time.Hour)}), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,6 +74,32 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("claims %+v", c)
 			}
 		})
+	}
+}
+
+// TestIssuerAndAudience: with the rules naming them, a token must carry
+// both; without, neither is asked for.
+func TestIssuerAndAudience(t *testing.T) {
+	strict, err := NewTokensWith("s3cret", TokenRules{Issuer: "https://id.example", Audience: "hexride"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lax := mustTokens(t, "s3cret")
+	fromStrict, _ := strict.Mint("r-1", RoleRider, time.Hour)
+	fromLax, _ := lax.Mint("r-1", RoleRider, time.Hour)
+	for _, c := range []struct {
+		name string
+		tk   *Tokens
+		tok  string
+		ok   bool
+	}{{"strict, with both", strict, fromStrict, true}, {"strict, with neither", strict, fromLax, false},
+		{"lax, with both", lax, fromStrict, true}, {"lax, with neither", lax, fromLax, true}} {
+		if _, err := c.tk.Verify(c.tok); (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+	if _, err := lax.Mint("r-1", RoleRider, 25*time.Hour); err == nil {
+		t.Error("minted a token longer than the maximum")
 	}
 }
 
@@ -107,4 +153,44 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify accepted %q as %+v", s, c)
 		}
 	})
+}
+
+// TestSocketClosedWhenItsTokenExpires: a socket does not outlive its token
+// by more than the grace; it is closed with StatusTokenExpired and a reason
+// the phone can act on, for phones and live-map viewers alike.
+func TestSocketClosedWhenItsTokenExpires(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	tokens := mustTokens(t, "expiry-test-secret")
+	s := New(Config{TokenGrace: 200 * time.Millisecond}, tokens, &published{}, noTrips{}, rdb, nil)
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	for _, role := range []string{RoleDriver, RoleViewer} {
+		t.Run(role, func(t *testing.T) {
+			tok, err := tokens.Mint("u-"+role, role, 1500*time.Millisecond) // exp has a second's resolution
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v1/ws?token="+tok, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			c.SetReadLimit(1 << 22)
+			start := time.Now()
+			for {
+				_, _, err = c.Read(ctx)
+				if err != nil {
+					break
+				}
+			}
+			if got := websocket.CloseStatus(err); got != StatusTokenExpired {
+				t.Fatalf("socket ended with %v (status %d), want %d", err, got, StatusTokenExpired)
+			}
+			if took := time.Since(start); took > 4*time.Second {
+				t.Fatalf("closed %s after the dial, want about the token's life plus the grace", took)
+			}
+		})
+	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	DevAuth bool
 	// DevTokenTTL is the lifetime of development tokens (24 h).
 	DevTokenTTL time.Duration
+	// TokenGrace is how long a socket may outlive its token before it is
+	// closed with StatusTokenExpired (30 s), so a phone reconnecting with a
+	// fresh token just in time is not cut off mid-frame.
+	TokenGrace time.Duration
 	// RatePerSec and Burst bound frames per connection (20/s, burst 40).
 	RatePerSec float64
 	Burst      int
@@ -70,6 +74,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.DevTokenTTL <= 0 {
 		c.DevTokenTTL = 24 * time.Hour
+	}
+	if c.TokenGrace <= 0 {
+		c.TokenGrace = 30 * time.Second
 	}
 	if c.RatePerSec <= 0 {
 		c.RatePerSec = 20

@@ -211,10 +211,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	connectionsGauge.WithLabelValues(claims.Role).Inc()
+	stopExpiry := closeAtExpiry(claims, s.cfg.TokenGrace, func() {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		sess.endLocked(StatusTokenExpired, "token expired; reconnect with a fresh token")
+	})
 	// The socket outlives this handler: returning frees the request's
 	// state, and the session's one goroutine reads until the socket ends.
 	go func() {
 		defer release()
+		defer stopExpiry()
 		s.runSession(sess, afterSeq)
 	}()
 }

@@ -43,6 +43,7 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 
 	ctx, cancel := context.WithCancel(s.sessions.ctx)
 	defer cancel()
+	defer closeAtExpiry(claims, s.cfg.TokenGrace, func() { go c.Close(StatusTokenExpired, "token expired; reconnect with a fresh token") })()
 	var frames *livemap.Viewer
 	if s.cfg.LiveMap != nil {
 		frames = s.cfg.LiveMap.Subscribe()

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/internal/proctest"
 )
 
@@ -26,7 +29,8 @@ func TestDemoCompletesARide(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &proctest.SyncBuffer{}
 	done := make(chan error, 1)
-	env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn"}
+	env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn",
+		"HEXRIDE_DEV_SECRET_FILE": filepath.Join(t.TempDir(), "dev-secret")}
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
 	defer func() {
 		cancel()
@@ -49,6 +53,35 @@ func TestDemoCompletesARide(t *testing.T) {
 
 	driver := dial(t, base, "driver", "demo-driver")
 	rider := dial(t, base, "rider", "demo-rider")
+
+	// `hexride token`, offline, signs with the secret this start drew; a
+	// token signed with the constant the demo once used is refused.
+	var tok bytes.Buffer
+	if err := run(ctx, []string{"token", "-role", "rider", "-sub", "cli-rider"}, func(k string) string { return env[k] }, &tok, io.Discard); err != nil {
+		t.Fatalf("hexride token: %v", err)
+	}
+	old, err := gateway.NewTokens("hexride-development-secret-do-not-use-in-production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := old.Mint("forger", "rider", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, token string
+		want        int
+	}{{"hexride token", strings.TrimSpace(tok.String()), http.StatusSwitchingProtocols}, {"the old constant", forged, http.StatusUnauthorized}} {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, res, err := websocket.Dial(dctx, "ws://"+base+"/v1/ws?token="+c.token, nil)
+		dcancel()
+		if res == nil || res.StatusCode != c.want {
+			t.Errorf("a token from %s: %v (%v), want HTTP %d", c.name, res, err, c.want)
+		}
+		if conn != nil {
+			conn.CloseNow()
+		}
+	}
 	driver.cmd(t, map[string]any{"type": "availability", "available": true, "id": "on"})
 	driver.send(t, map[string]any{"type": "location", "lat": 40.7128, "lng": -74.0060})
 	ack := rider.cmd(t, map[string]any{"type": "ride.request", "id": "r1",
@@ -136,15 +169,43 @@ func (c *client) cmd(t *testing.T, m map[string]any) map[string]any {
 }
 
 func TestTokenCommandMintsAVerifiableToken(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"token", "-role", "driver", "-sub", "d-42"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+	file := filepath.Join(t.TempDir(), "dev-secret")
+	env := map[string]string{"HEXRIDE_DEV_SECRET_FILE": file}
+	getenv := func(k string) string { return env[k] }
+	token := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"token"}, args...), getenv, &out, io.Discard)
+		return strings.TrimSpace(out.String()), err
+	}
+	if _, err := token("-role", "driver", "-sub", "d-42"); err == nil || !strings.Contains(err.Error(), "start hexride first") {
+		t.Fatalf("with no platform started and no secret: %v, want a clear error", err)
+	}
+	if err := os.WriteFile(file, []byte("drawn-at-start\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if parts := strings.Split(strings.TrimSpace(out.String()), "."); len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", out.String())
+	tok, err := token("-role", "driver", "-sub", "d-42")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := run(context.Background(), []string{"token", "-role", "pilot", "-sub", "x"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
-		t.Fatal("a bad role was accepted")
+	want, err := gateway.NewTokens("drawn-at-start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := want.Verify(tok); err != nil || c.Subject != "d-42" || c.Role != "driver" {
+		t.Fatalf("the token does not verify with the kept secret: %+v, %v", c, err)
+	}
+	env["HEXRIDE_JWT_SECRET"] = "configured"
+	tok, err = token("-role", "rider", "-sub", "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := want.Verify(tok); err == nil {
+		t.Fatal("HEXRIDE_JWT_SECRET was not used over the kept secret")
+	}
+	for _, bad := range [][]string{{"-role", "pilot", "-sub", "x"}, {"-role", "rider", "-sub", "x", "-ttl", "48h"}} {
+		if _, err := token(bad...); err == nil {
+			t.Errorf("token %v was accepted", bad)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,7 +28,8 @@ func TestDemoPrintsTheLiveMap(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn", "HEXRIDE_DEMO_CITY": "false"}
+			env := map[string]string{"HEXRIDE_ADDR": "127.0.0.1:0", "HEXRIDE_LOG_LEVEL": "warn", "HEXRIDE_DEMO_CITY": "false",
+				"HEXRIDE_DEV_SECRET_FILE": filepath.Join(t.TempDir(), "dev-secret")}
 			for k, v := range tc.env {
 				env[k] = v
 			}

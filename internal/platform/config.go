@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/internal/conf"
 )
 
@@ -30,15 +31,15 @@ type Config struct {
 	DispatchPolicy  string
 	BatchWindow     time.Duration
 	JWTSecret       string
+	JWTMaxTTL       time.Duration
+	JWTIssuer       string
+	JWTAudience     string
+	DevSecretFile   string
 	DevAuth         bool
 	LogLevel        string
 	ReplicaID       string
 	DemoCity        bool
 }
-
-// DevSecret signs tokens when development auth is on and no secret is set.
-// It is public on purpose: development auth already gives anyone a token.
-const DevSecret = "hexride-development-secret-do-not-use-in-production"
 
 // Flags registers every setting on s. defAddr and devAuth differ between the
 // one-process demo and the standalone services.
@@ -57,6 +58,10 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.String(&c.DispatchPolicy, "dispatch-policy", "HEXRIDE_DISPATCH_POLICY", "greedy", "greedy (offer each request at once) or batch (assign a window of requests at least total pickup time)")
 	s.Duration(&c.BatchWindow, "batch-window", "HEXRIDE_BATCH_WINDOW", 2*time.Second, "how long the batch policy collects requests")
 	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; required unless development auth is on")
+	s.Duration(&c.JWTMaxTTL, "jwt-max-ttl", "HEXRIDE_JWT_MAX_TTL", gateway.DefaultTokenMaxTTL, "longest a token may live, from iat to exp; a socket is closed when its token expires")
+	s.String(&c.JWTIssuer, "jwt-issuer", "HEXRIDE_JWT_ISSUER", "", "if set, tokens must carry this iss")
+	s.String(&c.JWTAudience, "jwt-audience", "HEXRIDE_JWT_AUDIENCE", "", "if set, tokens must carry this aud")
+	s.String(&c.DevSecretFile, "dev-secret-file", "HEXRIDE_DEV_SECRET_FILE", "", "where development auth keeps the secret it draws on every start, for hexride token; empty: hexride/dev-secret in the user's cache directory")
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Bool(&c.DemoCity, "demo-city", "HEXRIDE_DEMO_CITY", devAuth, "run a small simulated city of phones against this platform (hexride only)")
@@ -87,6 +92,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_MAX_PICKUP_M=%d: want 100 to 100000", c.MaxPickupM)
 	case c.DispatchPolicy == dispatch.PolicyBatch && (c.BatchWindow < 100*time.Millisecond || c.BatchWindow > c.OfferTimeout):
 		return fmt.Errorf("HEXRIDE_BATCH_WINDOW=%s: want 100ms to the offer timeout (%s)", c.BatchWindow, c.OfferTimeout)
+	case c.JWTMaxTTL < 0 || c.JWTMaxTTL > 30*24*time.Hour:
+		return fmt.Errorf("HEXRIDE_JWT_MAX_TTL=%s: want up to 720h (0 takes the default, %s)", c.JWTMaxTTL, gateway.DefaultTokenMaxTTL)
 	case c.JWTSecret == "" && !c.DevAuth:
 		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")
 	}
@@ -104,10 +111,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Secret is the JWT secret in effect.
-func (c *Config) Secret() string {
-	if c.JWTSecret == "" && c.DevAuth {
-		return DevSecret
+// Tokens builds the token authority: with the configured secret, or, when
+// development auth is on without one, a secret drawn now and kept in
+// DevSecretFile for `hexride token` (the commands set it to the user's cache
+// directory when it is empty; a Config built in code keeps no file).
+func (c *Config) Tokens() (*gateway.Tokens, error) {
+	secret := c.JWTSecret
+	if secret == "" && c.DevAuth {
+		var err error
+		if secret, err = newDevSecret(c.DevSecretFile); err != nil {
+			return nil, err
+		}
 	}
-	return c.JWTSecret
+	return gateway.NewTokensWith(secret, c.tokenRules())
+}
+
+func (c *Config) tokenRules() gateway.TokenRules {
+	return gateway.TokenRules{MaxTTL: c.JWTMaxTTL, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
 }

@@ -1,12 +1,12 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/internal/conf"
@@ -32,6 +32,7 @@ func Main(ctx context.Context, svc Service, args []string, getenv func(string) s
 		}
 		return err
 	}
+	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel).With("service", svc.Name), Options{Services: []string{svc.Name}})
 }
 
@@ -53,6 +54,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 		return fmt.Errorf("unexpected argument %q: the commands are token, loadtest, history, replay and broker, and every setting is a flag (see -h)", s.FS.Arg(0))
 	}
 	opt.Embedded = true
+	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel), opt)
 }
 
@@ -64,22 +66,35 @@ func Settings() []conf.Setting {
 	return s.Settings
 }
 
-// MintToken implements `hexride token`: it prints a token signed with the
-// configured secret (the development secret when none is set).
+// MintToken implements `hexride token`: it prints a token signed with
+// HEXRIDE_JWT_SECRET, or else with the development secret the running
+// platform drew at its start (HEXRIDE_DEV_SECRET_FILE).
 func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hexride token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	role := fs.String("role", "rider", "driver, rider or viewer")
 	sub := fs.String("sub", "", "user id (required)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
+	ttl := fs.Duration("ttl", gateway.DefaultTokenMaxTTL, "token lifetime (at most HEXRIDE_JWT_MAX_TTL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	cfg := Config{JWTSecret: getenv("HEXRIDE_JWT_SECRET"), DevAuth: true}
-	tokens, err := gateway.NewTokens(cfg.Secret())
+	var cfg Config
+	s := conf.New("hexride", getenv)
+	cfg.Flags(s, "127.0.0.1:8080", true)
+	if err := s.Parse(nil); err != nil {
+		return err
+	}
+	secret := cfg.JWTSecret
+	if secret == "" {
+		var err error
+		if secret, err = readDevSecret(cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())); err != nil {
+			return err
+		}
+	}
+	tokens, err := gateway.NewTokensWith(secret, cfg.tokenRules())
 	if err != nil {
 		return err
 	}

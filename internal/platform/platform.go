@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		return nil
 	}
 
-	tokens, err := gateway.NewTokens(cfg.Secret())
+	tokens, err := cfg.Tokens()
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err != nil {
 			return err
 		}
-		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
+		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
 			tokens, producer, store, rdb, log.With("service", Gateway))
 		for p, h := range page {
 			gw.Handle(p, h)
