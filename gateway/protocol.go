@@ -153,6 +153,12 @@ func DecodeFrame(b []byte) (Frame, *ProtocolError) {
 			return f, perr
 		}
 	}
+	if perr, idAtFault := checkStrict(b); perr != nil {
+		if idAtFault || len(f.ID) > MaxIDBytes {
+			return Frame{}, perr
+		}
+		return Frame{ID: f.ID}, perr
+	}
 	if len(f.ID) > MaxIDBytes {
 		return Frame{}, badRequest("id is longer than %d bytes", MaxIDBytes)
 	}

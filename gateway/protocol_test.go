@@ -324,6 +324,12 @@ var decodeFrameSeeds = []string{
 	`{"type":"map.inspect","kind":"driver","slot":1.5}`,
 	`{"type":"location","lat":1,"lng":2,"id":"\u0000\u00e9"}` + "\n",
 	`{"type":"availability","available":"true"}`,
+	// Refused by checkStrict: a key twice, at the top and nested; invalid
+	// UTF-8 in the id and in a nested string.
+	`{"type":"location","id":"d1","lat":1,"lng":2,"lat":3}`,
+	`{"type":"ride.request","pickup":{"lat":1,"lng":2,"lat":3},"dropoff":{"lat":1,"lng":2}}`,
+	"{\"type\":\"trip.start\",\"id\":\"u\xff1\",\"trip_id\":\"t-1\"}",
+	"{\"type\":\"trip.start\",\"trip_id\":\"t-1\",\"x\":[\"\xed\xa0\x80\"]}",
 }
 
 func FuzzDecodeFrame(f *testing.F) {
@@ -392,6 +398,15 @@ func BenchmarkDecodeFrame(b *testing.B) {
 	b.Run("DecodeFrame", func(b *testing.B) {
 		for b.Loop() {
 			if _, perr := DecodeFrame(frame); perr != nil {
+				b.Fatal(perr)
+			}
+		}
+	})
+	// checkStrict alone: what refusing duplicate keys and invalid UTF-8
+	// adds to every frame.
+	b.Run("checkStrict", func(b *testing.B) {
+		for b.Loop() {
+			if perr, _ := checkStrict(frame); perr != nil {
 				b.Fatal(perr)
 			}
 		}

@@ -69,6 +69,9 @@ type Config struct {
 	Ready func(context.Context) error
 	// LiveMap feeds viewer sockets (see viewer.go); nil serves viewers no frames.
 	LiveMap *livemap.Hub
+	// MaxSpeedKMH is the fastest a driver's locations may imply, measured
+	// between arrivals on one socket (DefaultMaxSpeedKMH; see locsanity.go).
+	MaxSpeedKMH float64
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256
+	}
+	if c.MaxSpeedKMH <= 0 {
+		c.MaxSpeedKMH = DefaultMaxSpeedKMH
 	}
 	return c
 }

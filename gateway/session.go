@@ -45,6 +45,10 @@ type session struct {
 	closed   bool
 	// fill reads retained pushes after a seq, to heal a gap in live delivery.
 	fill func(after int64) ([]Retained, bool, error)
+
+	// fix is the driver's last accepted location on this socket; only the
+	// reader touches it (checkLocation).
+	fix lastFix
 }
 
 // push queues a numbered push; a phone too slow to take its queue is
@@ -377,6 +381,10 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 	now := time.Now()
 	switch f.Type {
 	case MsgLocation:
+		if perr := checkLocation(&sess.fix, &f, now, s.cfg.MaxSpeedKMH); perr != nil {
+			s.sendError(sess, f.ID, perr)
+			return
+		}
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
 		loc := ev.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}

@@ -66,3 +66,11 @@ func (c *Cells) Cell(p LatLng, last h3.Cell) h3.Cell {
 	}
 	return cell
 }
+
+// CellCenter is the centre of the H3 cell at res that holds p. It places a
+// point no finer than its cell, for showing where something is without
+// showing exactly where (the live map's riders: docs/map.md).
+func CellCenter(p LatLng, res int) LatLng {
+	ll := h3.CellToLatLng(h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), res))
+	return LatLng{Lat: ll.Lat, Lng: ll.Lng}
+}

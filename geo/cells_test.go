@@ -90,3 +90,27 @@ func BenchmarkCells(b *testing.B) {
 		}
 	})
 }
+
+// CellCenter gives every point of a cell the same answer, the cell's
+// centre, which lies in that cell; points in different cells get different
+// centres.
+func TestCellCenter(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, res := range []int{7, 8, 9} {
+		for range 500 {
+			p := scatter(r, LatLng{37.7749, -122.4194}, 0.1)
+			cell := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), res)
+			c := CellCenter(p, res)
+			ll := h3.CellToLatLng(cell)
+			if c.Lat != ll.Lat || c.Lng != ll.Lng {
+				t.Fatalf("res %d: CellCenter(%v) = %v, want the centre of %v, %v", res, p, c, cell, ll)
+			}
+			if got := h3.LatLngToCell(h3.NewLatLng(c.Lat, c.Lng), res); got != cell {
+				t.Fatalf("res %d: the centre %v of %v is in %v", res, c, cell, got)
+			}
+			if c == p {
+				t.Fatalf("res %d: CellCenter(%v) is the point itself", res, p)
+			}
+		}
+	}
+}

@@ -151,9 +151,9 @@ type trip struct {
 	slot        int32
 	state       string
 	version     int64
-	driverID    string // assigned driver, or the one holding the open offer
-	pickup      ev.LatLng
-	dropoff     ev.LatLng
+	driverID    string    // assigned driver, or the one holding the open offer
+	pickup      ev.LatLng // the centre of its RiderPointResolution cell (privacy.go)
+	dropoff     ev.LatLng // likewise
 	pickupCell  h3.Cell
 	requestedAt time.Time
 	history     []HistoryEntry
@@ -368,8 +368,11 @@ func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
 		a.stats.match(tr.UpdatedAt)
 	}
 	t.state, t.version = tr.State, tr.Version
-	t.pickup, t.dropoff, t.requestedAt = tr.Pickup, tr.Dropoff, tr.RequestedAt
-	t.pickupCell = h3.LatLngToCell(h3.NewLatLng(tr.Pickup.Lat, tr.Pickup.Lng), a.cfg.Resolution)
+	if first { // a trip's points never change; snapping them is a cgo call each (privacy.go)
+		t.pickup, t.dropoff = riderPoint(tr.Pickup), riderPoint(tr.Dropoff)
+		t.pickupCell = h3.LatLngToCell(h3.NewLatLng(t.pickup.Lat, t.pickup.Lng), a.cfg.Resolution)
+	}
+	t.requestedAt = tr.RequestedAt
 	switch {
 	case tr.State == ev.StateOffered && tr.Offer != nil:
 		t.driverID = tr.Offer.DriverID
