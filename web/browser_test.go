@@ -47,7 +47,7 @@ func startPlatform(t *testing.T, city *web.City, services ...string) (addr strin
 	rs := redistest.Start(t)
 	cfg := platform.Config{Addr: "127.0.0.1:0", KafkaBrokers: strings.Join(broker.Addrs(), ","), KafkaPartitions: 4,
 		RedisAddr: rs.Addr, OfferTimeout: 10 * time.Second, SearchDeadline: time.Minute, StaleAfter: 15 * time.Second,
-		MaxPickupM: 5000, DevAuth: true, LogLevel: "warn"}
+		MaxPickupM: 5000, DevAuth: true, LogLevel: "warn", MaxSpeedKMH: 2000}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *platform.Running, 1)
 	done := make(chan error, 1)

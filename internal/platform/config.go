@@ -15,6 +15,10 @@ import (
 	"github.com/hexride/hexride/internal/conf"
 )
 
+// demoMaxSpeedKMH is HEXRIDE_MAX_SPEED_KMH's default in the one-command run,
+// whose load tester drives 20 to 30 times faster than cars.
+const demoMaxSpeedKMH = 2000
+
 // Config is every setting of every service.
 type Config struct {
 	Addr            string
@@ -35,6 +39,7 @@ type Config struct {
 	JWTIssuer       string
 	JWTAudience     string
 	DevSecretFile   string
+	MaxSpeedKMH     int
 	DevAuth         bool
 	LogLevel        string
 	ReplicaID       string
@@ -61,6 +66,13 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.Duration(&c.JWTMaxTTL, "jwt-max-ttl", "HEXRIDE_JWT_MAX_TTL", gateway.DefaultTokenMaxTTL, "longest a token may live, from iat to exp; a socket is closed when its token expires")
 	s.String(&c.JWTIssuer, "jwt-issuer", "HEXRIDE_JWT_ISSUER", "", "if set, tokens must carry this iss")
 	s.String(&c.JWTAudience, "jwt-audience", "HEXRIDE_JWT_AUDIENCE", "", "if set, tokens must carry this aud")
+	// The one-command run's default lets the load tester's drivers through:
+	// they drive -speedup times faster than cars (20: about 1,100 km/h).
+	maxSpeed := gateway.DefaultMaxSpeedKMH
+	if devAuth {
+		maxSpeed = demoMaxSpeedKMH
+	}
+	s.Int(&c.MaxSpeedKMH, "max-speed-kmh", "HEXRIDE_MAX_SPEED_KMH", maxSpeed, "fastest a driver's successive locations may imply; faster ones are refused (bad_request) and never published")
 	s.String(&c.DevSecretFile, "dev-secret-file", "HEXRIDE_DEV_SECRET_FILE", "", "where development auth keeps the secret it draws on every start, for hexride token; empty: hexride/dev-secret in the user's cache directory")
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -92,6 +104,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_MAX_PICKUP_M=%d: want 100 to 100000", c.MaxPickupM)
 	case c.DispatchPolicy == dispatch.PolicyBatch && (c.BatchWindow < 100*time.Millisecond || c.BatchWindow > c.OfferTimeout):
 		return fmt.Errorf("HEXRIDE_BATCH_WINDOW=%s: want 100ms to the offer timeout (%s)", c.BatchWindow, c.OfferTimeout)
+	case c.MaxSpeedKMH < 0 || c.MaxSpeedKMH > 100_000:
+		return fmt.Errorf("HEXRIDE_MAX_SPEED_KMH=%d: want 1 to 100000 (0 takes the gateway's default, %d)", c.MaxSpeedKMH, gateway.DefaultMaxSpeedKMH)
 	case c.JWTMaxTTL < 0 || c.JWTMaxTTL > 30*24*time.Hour:
 		return fmt.Errorf("HEXRIDE_JWT_MAX_TTL=%s: want up to 720h (0 takes the default, %s)", c.JWTMaxTTL, gateway.DefaultTokenMaxTTL)
 	case c.JWTSecret == "" && !c.DevAuth:

@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err != nil {
 			return err
 		}
-		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
+		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, MaxSpeedKMH: float64(cfg.MaxSpeedKMH), Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
 			tokens, producer, store, rdb, log.With("service", Gateway))
 		for p, h := range page {
 			gw.Handle(p, h)

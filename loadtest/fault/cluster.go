@@ -60,7 +60,9 @@ const jwtSecret = "hexride-fault-run-secret"
 // serviceEnv is every service's configuration; short offer timeout and
 // search deadline keep the drain of a run short.
 var serviceEnv = []string{"HEXRIDE_DEV_AUTH=true", "HEXRIDE_JWT_SECRET=" + jwtSecret, "HEXRIDE_DEMO_CITY=false",
-	"HEXRIDE_LOG_LEVEL=warn", "KAFKA_PARTITIONS=4", "HEXRIDE_OFFER_TIMEOUT=5s", "HEXRIDE_SEARCH_DEADLINE=20s"}
+	"HEXRIDE_LOG_LEVEL=warn", "KAFKA_PARTITIONS=4", "HEXRIDE_OFFER_TIMEOUT=5s", "HEXRIDE_SEARCH_DEADLINE=20s",
+	// The load tester's drivers drive -speedup (30) times faster than cars.
+	"HEXRIDE_MAX_SPEED_KMH=2500"}
 
 // StartCluster starts everything under dir (data and logs) and returns once
 // every process is ready. On error what was started is stopped.

@@ -20,7 +20,8 @@ import (
 func startPlatform(t *testing.T) string {
 	t.Helper()
 	cfg := platform.Config{Addr: "127.0.0.1:0", DevAuth: true, LogLevel: "warn", KafkaPartitions: 4,
-		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 500}
+		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 500,
+		MaxSpeedKMH: 5000} // the simulated drivers drive up to 60 times faster than cars
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *platform.Running, 1)
 	done := make(chan error, 1)
