@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	ev "github.com/hexride/hexride/events"
@@ -134,17 +132,7 @@ func TestImplausibleLocationsAreNotPublished(t *testing.T) {
 		{fmt.Sprintf(`{"type":"location","id":"l3","lat":%v,"lng":-122.4194,"at":%q}`, near, future), "ahead of the gateway's clock"},
 		{fmt.Sprintf(`{"type":"location","id":"l4","lat":%v,"lng":-122.4194}`, near), "ack"},
 	} {
-		if err := c.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
-			t.Fatal(err)
-		}
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var a answer
-		if err := json.Unmarshal(b, &a); err != nil {
-			t.Fatalf("answer %s: %v", b, err)
-		}
+		a, b := exchange(ctx, t, c, tc.frame)
 		switch {
 		case tc.want == "ack" && a.Type != MsgAck:
 			t.Fatalf("%s: answer %s, want an ack", tc.frame, b)

@@ -428,3 +428,20 @@ func BenchmarkReadFrameContext(b *testing.B) {
 		})
 	}
 }
+
+// exchange writes one frame and returns the answer the gateway sends back.
+func exchange(ctx context.Context, t *testing.T, c *websocket.Conn, frame string) (answer, []byte) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+		t.Fatal(err)
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatalf("answer %s: %v", b, err)
+	}
+	return a, b
+}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -74,17 +73,7 @@ func TestStrictFramesChangeNothing(t *testing.T) {
 	defer cancel()
 	for _, tc := range strictCases {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := c.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
-				t.Fatal(err)
-			}
-			_, b, err := c.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var a answer
-			if err := json.Unmarshal(b, &a); err != nil {
-				t.Fatalf("answer %s: %v", b, err)
-			}
+			a, b := exchange(ctx, t, c, tc.frame)
 			if a.Type != MsgError || a.Code != CodeBadRequest || a.ID != tc.wantID || !strings.Contains(a.Message, tc.wantMsg) {
 				t.Fatalf("answer %s; want a %s error with id %q saying %q", b, CodeBadRequest, tc.wantID, tc.wantMsg)
 			}
