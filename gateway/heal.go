@@ -18,19 +18,18 @@ import (
 // lost the presence entry (or was away when the socket connected), or a
 // forward on Redis pub/sub (at most once) went nowhere. A session only
 // notices a lost push when a later one arrives, and the last push of a trip
-// has no later one. So the gateway says again where its users are and
-// compares each session with its user's latest seq, filling what it missed
-// from the push log (or closing it with 1013, so the phone resumes, if the
-// log no longer holds it): within healEvery of Redis coming back (a new
-// run_id, or an error since the last look), and every fullHealEvery anyway.
-// A look costs one INFO; a heal, two commands per connected user.
+// has no later one. So every healEvery the gateway compares each session
+// with its user's latest seq (one GET per connected user, pipelined),
+// filling what it missed from the push log (or closing it with 1013, so the
+// phone resumes, if the log no longer holds it); and when Redis has come
+// back (a new run_id, or an error since the last look) it also says again
+// where its users are (one SADD each). A driver waiting for the push that
+// answers its accept must not wait for long: the fault run once found one
+// that gave up after 30 s, when sessions were compared only every 30 s.
 
-// healEvery bounds how long a socket stays undeliverable after Redis comes
-// back; fullHealEvery how late a push lost some other way arrives.
-const (
-	healEvery     = 2 * time.Second
-	fullHealEvery = 30 * time.Second
-)
+// healEvery bounds how late a lost push arrives and how long a socket stays
+// undeliverable after Redis comes back.
+const healEvery = 2 * time.Second
 
 // healBatch is how many users one pipelined round trip covers.
 const healBatch = 500
@@ -46,7 +45,6 @@ func (s *Server) runHealer(ctx context.Context) error {
 	t := time.NewTicker(healEvery)
 	defer t.Stop()
 	var lastRun string
-	lastFull := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,17 +52,14 @@ func (s *Server) runHealer(ctx context.Context) error {
 		case <-t.C:
 		}
 		run, err := s.redisRunID(ctx)
-		if err == nil && run == lastRun && time.Since(lastFull) < fullHealEvery {
-			continue
-		}
-		if err := s.heal(ctx); err != nil {
+		if err := s.heal(ctx, err != nil || run != lastRun); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("heal delivery", "err", err)
 			}
-			lastRun = "" // heal again next time
+			lastRun = "" // say where the users are again next time
 			continue
 		}
-		lastRun, lastFull = run, time.Now()
+		lastRun = run
 	}
 }
 
@@ -84,9 +79,10 @@ func (s *Server) redisRunID(ctx context.Context) (string, error) {
 	return "", errors.New("redis INFO server has no run_id")
 }
 
-// heal re-records this replica in the presence set of every user it holds a
-// socket of, and fills each session that is behind its user's latest seq.
-func (s *Server) heal(ctx context.Context) error {
+// heal fills each session that is behind its user's latest seq and, if
+// present, first records this replica again in the presence set of every
+// user it holds a socket of.
+func (s *Server) heal(ctx context.Context, present bool) error {
 	users := s.hub.userList()
 	for len(users) > 0 {
 		n := min(len(users), healBatch)
@@ -95,7 +91,9 @@ func (s *Server) heal(ctx context.Context) error {
 		seqs := make([]*redis.StringCmd, len(batch))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, u := range batch {
-				p.SAdd(ctx, presenceKey(u), s.replica)
+				if present {
+					p.SAdd(ctx, presenceKey(u), s.replica)
+				}
 				seqs[i] = p.Get(ctx, seqKey(u))
 			}
 			return nil
