@@ -104,6 +104,9 @@ func TestDemoCompletesARide(t *testing.T) {
 type client struct {
 	c  *websocket.Conn
 	rd *bufio.Reader
+	// held are frames read while waiting for another: a step's trip push
+	// can arrive before the ack of the command that caused it.
+	held []map[string]any
 }
 
 func dial(t *testing.T, base, role, sub string) *client {
@@ -138,6 +141,12 @@ func (c *client) send(t *testing.T, m map[string]any) {
 
 func (c *client) until(t *testing.T, match func(map[string]any) bool) map[string]any {
 	t.Helper()
+	for i, m := range c.held {
+		if match(m) {
+			c.held = append(c.held[:i], c.held[i+1:]...)
+			return m
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var seen []string
@@ -154,6 +163,7 @@ func (c *client) until(t *testing.T, match func(map[string]any) bool) map[string
 		if match(m) {
 			return m
 		}
+		c.held = append(c.held, m)
 	}
 }
 
