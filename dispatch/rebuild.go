@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,10 +53,11 @@ func (d *Dispatcher) forget() {
 func (d *Dispatcher) followSupply(ctx context.Context, brokers []string, dead *ev.Producer) error {
 	started := time.Now()
 	if d.Supply != nil {
-		avail, err := retry(ctx, d, "read the drivers' availability", func() (map[string]bool, error) {
-			return d.Supply.Available(ctx)
-		})
-		if err != nil {
+		var avail map[string]bool
+		if err := ev.Retry(ctx, d.log, "read the drivers' availability", func() (err error) {
+			avail, err = d.Supply.Available(ctx)
+			return err
+		}); err != nil {
 			return nil // ctx ended
 		}
 		d.mu.Lock()
@@ -161,25 +161,4 @@ func (d *Dispatcher) floor(partition int, next int64) int64 {
 // decidesLocked says whether s may be decided on now. d.mu is held.
 func (d *Dispatcher) decidesLocked(s *search) bool {
 	return d.rebuilt && !d.replaying[s.partition]
-}
-
-// retry calls f until it succeeds or ctx ends, backing off with jitter, so
-// replicas waiting on the same dependency do not come back all at once.
-func retry[T any](ctx context.Context, d *Dispatcher, what string, f func() (T, error)) (T, error) {
-	wait := 100 * time.Millisecond
-	for {
-		v, err := f()
-		if err == nil || ctx.Err() != nil {
-			return v, err
-		}
-		d.log.Warn(what+"; retrying", "err", err)
-		t := time.NewTimer(wait/2 + rand.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return v, ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }

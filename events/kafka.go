@@ -768,3 +768,22 @@ func (b *backoff) wait(ctx context.Context) bool {
 		return true
 	}
 }
+
+// Retry calls try until it succeeds or ctx ends, logging each failure as
+// what and waiting between tries as the consumers do (jittered, doubling to
+// maxBackoff), so a service waiting on Redis or the broker at start-up comes
+// back within a second of it and not in step with its replicas. It returns
+// ctx's error if ctx ended first.
+func Retry(ctx context.Context, log *slog.Logger, what string, try func() error) error {
+	b := newBackoff()
+	for {
+		err := try()
+		if err == nil || ctx.Err() != nil {
+			return cmp.Or(ctx.Err(), err)
+		}
+		log.Warn(what+"; retrying", "err", err)
+		if !b.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}

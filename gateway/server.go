@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -292,20 +291,11 @@ func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Produ
 	// Wait for the subscription; Redis may be away when the gateway starts.
 	// Once subscribed, go-redis subscribes again by itself after a
 	// reconnect, and what was forwarded in between is healed (heal.go).
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+	if err := ev.Retry(ctx, s.log, "subscribe to forwarded pushes", func() error {
 		_, err := sub.Receive(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		s.log.Warn("subscribe to forwarded pushes; retrying", "channel", forwardChannel(s.replica), "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait/2 + rand.N(wait)):
-		}
+		return err
+	}); err != nil {
+		return nil // stopped while starting
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.runHealer(ctx) })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -218,8 +217,11 @@ func (h *Hub) Run(ctx context.Context, brokers []string, avail Availability, dea
 		log = slog.Default()
 	}
 	if avail != nil {
-		ids, err := loadAvailability(ctx, avail, log)
-		if err != nil {
+		var ids map[string]bool
+		if err := ev.Retry(ctx, log, "read the drivers' availability", func() (err error) {
+			ids, err = avail.Available(ctx)
+			return err
+		}); err != nil {
 			return nil // ctx ended
 		}
 		h.agg.SeedAvailable(ids)
@@ -255,22 +257,3 @@ func (h *Hub) Run(ctx context.Context, brokers []string, avail Availability, dea
 
 // Reader names the map's readers in logs, metrics and dead letters.
 const Reader = "gateway-map"
-
-// loadAvailability reads the availability record, retrying with a jittered
-// back-off while Redis is away; it fails only when ctx ends.
-func loadAvailability(ctx context.Context, avail Availability, log *slog.Logger) (map[string]bool, error) {
-	wait := 100 * time.Millisecond
-	for {
-		ids, err := avail.Available(ctx)
-		if err == nil || ctx.Err() != nil {
-			return ids, err
-		}
-		log.Warn("read the drivers' availability; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait/2 + rand.N(wait)):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
