@@ -15,6 +15,8 @@ import (
 	"github.com/hexride/hexride/audit/audittest"
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
 
@@ -83,12 +85,12 @@ func testHistoryCompleted(t *testing.T, p *audittest.Platform) {
 
 	trs := byKind(audit.KindTransition)
 	wantTrs := []struct{ from, state, cause string }{
-		{"", ev.StateRequested, ev.TypeRideRequest},
-		{ev.StateRequested, ev.StateOffered, ev.TypeDispatchOffer},
-		{ev.StateOffered, ev.StateAccepted, ev.TypeOfferAccept},
-		{ev.StateAccepted, ev.StateArrived, ev.TypeTripArrive},
-		{ev.StateArrived, ev.StateInProgress, ev.TypeTripStart},
-		{ev.StateInProgress, ev.StateCompleted, ev.TypeTripComplete},
+		{"", ride.StateRequested, ev.TypeRideRequest},
+		{ride.StateRequested, ride.StateOffered, ev.TypeDispatchOffer},
+		{ride.StateOffered, ride.StateAccepted, ev.TypeOfferAccept},
+		{ride.StateAccepted, ride.StateArrived, ev.TypeTripArrive},
+		{ride.StateArrived, ride.StateInProgress, ev.TypeTripStart},
+		{ride.StateInProgress, ride.StateCompleted, ev.TypeTripComplete},
 	}
 	if len(trs) != len(wantTrs) {
 		t.Fatalf("got %d transitions, want %d", len(trs), len(wantTrs))
@@ -135,13 +137,13 @@ func testHistoryCompleted(t *testing.T, p *audittest.Platform) {
 	offers := 0
 	for _, r := range byKind(audit.KindPush) {
 		switch {
-		case r.To == p.Rider && r.Type == ev.PushTrip:
+		case r.To == p.Rider && r.Type == protocol.PushTrip:
 			riderStates = append(riderStates, r.State)
-		case r.To == p.Driver && r.Type == ev.PushOffer:
+		case r.To == p.Driver && r.Type == protocol.PushOffer:
 			offers++
 		}
 	}
-	want := []string{ev.StateRequested, ev.StateOffered, ev.StateAccepted, ev.StateArrived, ev.StateInProgress, ev.StateCompleted}
+	want := []string{ride.StateRequested, ride.StateOffered, ride.StateAccepted, ride.StateArrived, ride.StateInProgress, ride.StateCompleted}
 	if !slices.Equal(riderStates, want) || offers != 1 {
 		t.Errorf("rider's trip pushes %v and driver's offers %d, want %v and 1", riderStates, offers, want)
 	}
@@ -168,7 +170,7 @@ func testHistoryCancelled(t *testing.T, p *audittest.Platform) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	for _, r := range recs {
-		if r.Kind == audit.KindTransition && r.State == ev.StateCancelled && r.Reason != "cancelled_by_rider: changed my mind" {
+		if r.Kind == audit.KindTransition && r.State == ride.StateCancelled && r.Reason != "cancelled_by_rider: changed my mind" {
 			t.Errorf("the cancellation's reason is %q", r.Reason)
 		}
 	}
@@ -214,13 +216,13 @@ func testReplayAgrees(t *testing.T, p *audittest.Platform) {
 }
 
 func testReplayTampered(t *testing.T, p *audittest.Platform) {
-	editJSON := func(id string, edit func(*ev.Trip)) func(context.Context, redis.Cmdable) error {
+	editJSON := func(id string, edit func(*ride.Trip)) func(context.Context, redis.Cmdable) error {
 		return func(c context.Context, rdb redis.Cmdable) error {
 			raw, err := rdb.HGet(c, trip.TripKey(id), "json").Result()
 			if err != nil {
 				return err
 			}
-			var tr ev.Trip
+			var tr ride.Trip
 			if err := json.Unmarshal([]byte(raw), &tr); err != nil {
 				return err
 			}
@@ -234,9 +236,9 @@ func testReplayTampered(t *testing.T, p *audittest.Platform) {
 		tamper                             func(context.Context, redis.Cmdable) error
 		differing, missingLive, missingLog []string
 	}{
-		{name: "state", tamper: editJSON(p.Cancelled, func(tr *ev.Trip) { tr.State = ev.StateCompleted }),
+		{name: "state", tamper: editJSON(p.Cancelled, func(tr *ride.Trip) { tr.State = ride.StateCompleted }),
 			differing: []string{p.Cancelled}},
-		{name: "a coordinate", tamper: editJSON(p.Completed, func(tr *ev.Trip) { tr.Dropoff.Lat += 1e-9 }),
+		{name: "a coordinate", tamper: editJSON(p.Completed, func(tr *ride.Trip) { tr.Dropoff.Lat += 1e-9 }),
 			differing: []string{p.Completed}},
 		{name: "only the version field", tamper: func(c context.Context, rdb redis.Cmdable) error {
 			return rdb.HSet(c, trip.TripKey(p.Completed), "v", 7).Err()

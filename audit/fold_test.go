@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // update is the trip.events record tripstate writes for trip t1 at a
@@ -16,7 +17,7 @@ import (
 func update(t *testing.T, v int64, state, cause string) kafka.Message {
 	t.Helper()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(v) * time.Second)
-	u := ev.TripUpdated{Cause: cause, Trip: ev.Trip{TripID: "t1", State: state, Version: v, RiderID: "r", UpdatedAt: at}}
+	u := ride.TripUpdated{Cause: cause, Trip: ride.Trip{TripID: "t1", State: state, Version: v, RiderID: "r", UpdatedAt: at}}
 	e, err := ev.NewWithID("trip-t1-v"+string(rune('0'+v)), ev.TypeTripUpdated, "t1", at, u)
 	if err != nil {
 		t.Fatal(err)
@@ -31,9 +32,9 @@ func update(t *testing.T, v int64, state, cause string) kafka.Message {
 // TestFoldChecksTheLog feeds the fold what a log can hold, good and bad,
 // and checks what it makes of each.
 func TestFoldChecksTheLog(t *testing.T) {
-	req := func(t *testing.T) kafka.Message { return update(t, 1, ev.StateRequested, ev.TypeRideRequest) }
-	offered := func(t *testing.T) kafka.Message { return update(t, 2, ev.StateOffered, ev.TypeDispatchOffer) }
-	accepted := func(t *testing.T) kafka.Message { return update(t, 3, ev.StateAccepted, ev.TypeOfferAccept) }
+	req := func(t *testing.T) kafka.Message { return update(t, 1, ride.StateRequested, ev.TypeRideRequest) }
+	offered := func(t *testing.T) kafka.Message { return update(t, 2, ride.StateOffered, ev.TypeDispatchOffer) }
+	accepted := func(t *testing.T) kafka.Message { return update(t, 3, ride.StateAccepted, ev.TypeOfferAccept) }
 	for _, tc := range []struct {
 		name        string
 		log         func(t *testing.T) []kafka.Message
@@ -43,27 +44,27 @@ func TestFoldChecksTheLog(t *testing.T) {
 		problem     string // in the only problem; none when empty
 	}{
 		{"in order", func(t *testing.T) []kafka.Message { return []kafka.Message{req(t), offered(t), accepted(t)} },
-			3, ev.StateAccepted, 0, ""},
+			3, ride.StateAccepted, 0, ""},
 		{"a byte-identical copy is a redelivery", func(t *testing.T) []kafka.Message {
 			return []kafka.Message{req(t), offered(t), offered(t), accepted(t)}
-		}, 3, ev.StateAccepted, 1, ""},
+		}, 3, ride.StateAccepted, 1, ""},
 		{"an old version again, identical", func(t *testing.T) []kafka.Message {
 			return []kafka.Message{req(t), offered(t), accepted(t), offered(t)}
-		}, 3, ev.StateAccepted, 1, ""},
+		}, 3, ride.StateAccepted, 1, ""},
 		{"a version again with other content", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), offered(t), update(t, 2, ev.StateCancelled, ev.TypeTripCancel)}
-		}, 2, ev.StateOffered, 0, "v2 again after v2, with other content"},
+			return []kafka.Message{req(t), offered(t), update(t, 2, ride.StateCancelled, ev.TypeTripCancel)}
+		}, 2, ride.StateOffered, 0, "v2 again after v2, with other content"},
 		{"a version missing", func(t *testing.T) []kafka.Message { return []kafka.Message{req(t), accepted(t)} },
-			3, ev.StateAccepted, 0, "v3 follows v1: versions missing"},
+			3, ride.StateAccepted, 0, "v3 follows v1: versions missing"},
 		{"a transition the table does not have", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), update(t, 2, ev.StateCompleted, ev.TypeTripComplete)}
-		}, 2, ev.StateCompleted, 0, "REQUESTED→COMPLETED by trip.complete is not a transition"},
+			return []kafka.Message{req(t), update(t, 2, ride.StateCompleted, ev.TypeTripComplete)}
+		}, 2, ride.StateCompleted, 0, "REQUESTED→COMPLETED by trip.complete is not a transition"},
 		{"a trip that does not start with a request", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{update(t, 1, ev.StateOffered, ev.TypeDispatchOffer)}
-		}, 1, ev.StateOffered, 0, "a trip starts REQUESTED"},
+			return []kafka.Message{update(t, 1, ride.StateOffered, ev.TypeDispatchOffer)}
+		}, 1, ride.StateOffered, 0, "a trip starts REQUESTED"},
 		{"a record that is not an event", func(t *testing.T) []kafka.Message {
 			return []kafka.Message{req(t), {Topic: ev.TopicTripEvents, Key: []byte("t1"), Value: []byte("{oops")}}
-		}, 1, ev.StateRequested, 0, "does not decode"},
+		}, 1, ride.StateRequested, 0, "does not decode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep, folds := &Report{}, map[string]*fold{}

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // Kinds of history records.
@@ -214,7 +216,7 @@ func commandRecord(m kafka.Message) (Record, bool) {
 	e := es[0] // trip.commands carries one event to a record
 	r := at(m, KindCommand)
 	r.At, r.Type, r.EventID = e.OccurredAt, e.Type, e.ID
-	var c ev.TripCommand
+	var c ride.TripCommand
 	if err := e.DecodePayload(&c); err != nil {
 		r.Reason = err.Error()
 		return r, true
@@ -250,7 +252,7 @@ func transitionRecord(m kafka.Message) (Record, bool) {
 	e := es[0]
 	r := at(m, KindTransition)
 	r.At, r.Type, r.EventID = e.OccurredAt, e.Type, e.ID
-	var u ev.TripUpdated
+	var u ride.TripUpdated
 	if err := e.DecodePayload(&u); err != nil {
 		r.Reason = err.Error()
 		return r, true
@@ -371,7 +373,7 @@ func pushRecord(m kafka.Message, tripID string) (Record, bool) {
 		return Record{}, false // another user's business, and not this trip's
 	}
 	e := es[0]
-	var p ev.Push
+	var p protocol.Push
 	if e.DecodePayload(&p) != nil {
 		return Record{}, false
 	}
@@ -381,7 +383,7 @@ func pushRecord(m kafka.Message, tripID string) (Record, bool) {
 		State   string `json:"state"`
 		Version int64  `json:"version"`
 	}
-	if json.Unmarshal(p.Message, &msg) != nil || msg.TripID != tripID || msg.Type == ev.PushDriverLocation {
+	if json.Unmarshal(p.Message, &msg) != nil || msg.TripID != tripID || msg.Type == protocol.PushDriverLocation {
 		return Record{}, false
 	}
 	r := at(m, KindPush)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
 
@@ -139,7 +140,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Report, error) {
 		return nil, err
 	}
 	ids := make([]string, 0, len(folds))
-	updates := make([]ev.TripUpdated, 0, len(folds))
+	updates := make([]ride.TripUpdated, 0, len(folds))
 	for id, f := range folds {
 		if f.version > 0 {
 			ids = append(ids, id)
@@ -163,7 +164,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Report, error) {
 // fold is one trip being rebuilt.
 type fold struct {
 	version int64
-	last    ev.TripUpdated
+	last    ride.TripUpdated
 	// seen is a digest of each version's event (id and payload), to tell
 	// a redelivery from a conflicting repeat.
 	seen map[int64][sha256.Size]byte
@@ -239,7 +240,7 @@ func step(rep *Report, folds map[string]*fold, m kafka.Message) {
 		return
 	}
 	for _, e := range es {
-		var u ev.TripUpdated
+		var u ride.TripUpdated
 		if e.Type != ev.TypeTripUpdated {
 			problem(e.Key, "event %s is a %s, not a %s", e.ID, e.Type, ev.TypeTripUpdated)
 			continue
@@ -359,7 +360,7 @@ func readStored(ctx context.Context, rdb redis.UniversalClient, ids []string) (m
 // with the encoding tripstate writes, so that only values count; json
 // that does not decode is digested as it is, and differs.
 func stored(v, raw string) *Stored {
-	var t ev.Trip
+	var t ride.Trip
 	canon := []byte(raw)
 	if err := json.Unmarshal(canon, &t); err == nil {
 		if b, err := json.Marshal(t); err == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/hexride/hexride/audit"
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
 
@@ -34,26 +35,26 @@ func BenchmarkReplay(b *testing.B) {
 	pub := ev.NewProducer(broker.Addrs(), 0)
 	defer pub.Close()
 
-	states := []struct{ state, cause string }{{ev.StateRequested, ev.TypeRideRequest}, {ev.StateOffered, ev.TypeDispatchOffer},
-		{ev.StateAccepted, ev.TypeOfferAccept}, {ev.StateArrived, ev.TypeTripArrive}, {ev.StateInProgress, ev.TypeTripStart},
-		{ev.StateCompleted, ev.TypeTripComplete}}
+	states := []struct{ state, cause string }{{ride.StateRequested, ev.TypeRideRequest}, {ride.StateOffered, ev.TypeDispatchOffer},
+		{ride.StateAccepted, ev.TypeOfferAccept}, {ride.StateArrived, ev.TypeTripArrive}, {ride.StateInProgress, ev.TypeTripStart},
+		{ride.StateCompleted, ev.TypeTripComplete}}
 	start := time.Now().Add(-time.Hour)
 	var outs []ev.Outgoing
-	var finals []ev.TripUpdated
+	var finals []ride.TripUpdated
 	for i := range *benchTrips {
 		id := fmt.Sprintf("bench-%06d", i)
-		tr := ev.Trip{TripID: id, RiderID: fmt.Sprintf("r-%d", i), Pickup: ev.LatLng{Lat: 37.77, Lng: -122.41},
-			Dropoff: ev.LatLng{Lat: 37.78, Lng: -122.40}, RequestedAt: start}
-		var u ev.TripUpdated
+		tr := ride.Trip{TripID: id, RiderID: fmt.Sprintf("r-%d", i), Pickup: ride.LatLng{Lat: 37.77, Lng: -122.41},
+			Dropoff: ride.LatLng{Lat: 37.78, Lng: -122.40}, RequestedAt: start}
+		var u ride.TripUpdated
 		for v, s := range states {
 			tr.State, tr.Version, tr.UpdatedAt = s.state, int64(v+1), start.Add(time.Duration(v)*time.Second)
 			switch s.state {
-			case ev.StateOffered:
-				tr.Offer, tr.Offered = &ev.Offer{OfferID: "o-" + id, DriverID: "d-" + id, ExpiresAt: start.Add(time.Minute)}, []string{"d-" + id}
-			case ev.StateAccepted:
+			case ride.StateOffered:
+				tr.Offer, tr.Offered = &ride.Offer{OfferID: "o-" + id, DriverID: "d-" + id, ExpiresAt: start.Add(time.Minute)}, []string{"d-" + id}
+			case ride.StateAccepted:
 				tr.Offer, tr.DriverID = nil, "d-"+id
 			}
-			u = ev.TripUpdated{Trip: tr, Cause: s.cause}
+			u = ride.TripUpdated{Trip: tr, Cause: s.cause}
 			env, err := ev.NewWithID(fmt.Sprintf("trip-%s-v%d", id, v+1), ev.TypeTripUpdated, id, tr.UpdatedAt, u)
 			if err != nil {
 				b.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/ride"
 )
 
 // Config tunes matching. Zero values take the defaults.
@@ -127,9 +128,9 @@ const (
 
 // search is one trip looking for a driver.
 type search struct {
-	trip     ev.Trip
+	trip     ride.Trip
 	deadline time.Time
-	offer    *ev.Offer // open offer, if any
+	offer    *ride.Offer // open offer, if any
 	// partition and from are where the trip's events are and the offset of
 	// the first one this search was built from: the partition's owner does
 	// not commit past it (see floor), so whoever owns the partition next
@@ -237,7 +238,7 @@ func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Produce
 func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
 	switch e.Type {
 	case ev.TypeDriverLocation:
-		var p ev.DriverLocation
+		var p ride.DriverLocation
 		if err := e.DecodePayload(&p); err != nil {
 			return err
 		}
@@ -250,7 +251,7 @@ func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
 		}
 		d.mu.Unlock()
 	case ev.TypeDriverAvailability:
-		var a ev.DriverAvailability
+		var a ride.DriverAvailability
 		if err := e.DecodePayload(&a); err != nil {
 			return err
 		}
@@ -275,7 +276,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	if e.Type != ev.TypeTripUpdated {
 		return ev.Permanent(fmt.Errorf("unknown trip event type %q", e.Type))
 	}
-	var u ev.TripUpdated
+	var u ride.TripUpdated
 	if err := e.DecodePayload(&u); err != nil {
 		return err
 	}
@@ -291,7 +292,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	}
 	s := d.searches[t.TripID]
 	switch {
-	case ev.Terminal(t.State):
+	case ride.Terminal(t.State):
 		delete(d.searches, t.TripID)
 		if t.DriverID != "" && d.busy[t.DriverID].trip == t.TripID {
 			delete(d.busy, t.DriverID)
@@ -301,7 +302,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 		delete(d.searches, t.TripID)
 		d.busy[t.DriverID] = tripRef{trip: t.TripID, partition: pos.Partition}
 		d.syncLocked(t.DriverID)
-	case t.State == ev.StateRequested || t.State == ev.StateOffered:
+	case t.State == ride.StateRequested || t.State == ride.StateOffered:
 		if s == nil {
 			s = &search{deadline: t.RequestedAt.Add(d.cfg.SearchDeadline), partition: pos.Partition, from: pos.Offset}
 			d.searches[t.TripID] = s
@@ -310,7 +311,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 			break // an older copy of this trip; keep what we know
 		}
 		s.trip = t
-		if t.State == ev.StateOffered {
+		if t.State == ride.StateOffered {
 			s.offer = t.Offer
 			if t.Offer != nil {
 				d.offered[t.Offer.DriverID] = t.TripID
@@ -321,7 +322,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 		}
 	}
 	var outs []ev.Outgoing
-	if s != nil && d.searches[t.TripID] == s && t.State == ev.StateRequested && s.offer == nil && d.decidesLocked(s) {
+	if s != nil && d.searches[t.TripID] == s && t.State == ride.StateRequested && s.offer == nil && d.decidesLocked(s) {
 		if outs = d.timersLocked(t.TripID, s); outs == nil && d.cfg.Policy == PolicyGreedy && !s.giveUpSent {
 			outs = d.offerGreedyLocked(ctx, t.TripID, s)
 		}
@@ -335,7 +336,7 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 
 // reserveFor keeps the shared reservations in step with a trip: an accepted
 // driver is held until the trip ends; a closed offer frees its driver.
-func (d *Dispatcher) reserveFor(ctx context.Context, u ev.TripUpdated) error {
+func (d *Dispatcher) reserveFor(ctx context.Context, u ride.TripUpdated) error {
 	if d.Reservations == nil {
 		return nil
 	}
@@ -348,7 +349,7 @@ func (d *Dispatcher) reserveFor(ctx context.Context, u ev.TripUpdated) error {
 	if t.DriverID == "" {
 		return nil
 	}
-	if ev.Terminal(t.State) {
+	if ride.Terminal(t.State) {
 		return d.Reservations.Release(ctx, t.DriverID, t.TripID)
 	}
 	return d.Reservations.Hold(ctx, t.DriverID, t.TripID)
@@ -381,7 +382,7 @@ func (d *Dispatcher) Tick(ctx context.Context) error {
 			outs = append(outs, o...)
 			continue
 		}
-		if s.offer != nil || s.giveUpSent || s.trip.State != ev.StateRequested {
+		if s.offer != nil || s.giveUpSent || s.trip.State != ride.StateRequested {
 			continue
 		}
 		if d.cfg.Policy == PolicyGreedy {
@@ -409,13 +410,13 @@ func (d *Dispatcher) timersLocked(tripID string, s *search) []ev.Outgoing {
 		}
 		s.giveUpSent = true
 		noDriversTotal.Inc()
-		return d.command(ev.TypeDispatchNoDrivers, "nodrivers-"+tripID, ev.TripCommand{TripID: tripID})
+		return d.command(ev.TypeDispatchNoDrivers, "nodrivers-"+tripID, ride.TripCommand{TripID: tripID})
 	case s.offer != nil:
 		if s.expireSent || now.Before(s.offer.ExpiresAt) {
 			return nil
 		}
 		s.expireSent = true
-		return d.command(ev.TypeDispatchExpire, "expire-"+s.offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: s.offer.OfferID})
+		return d.command(ev.TypeDispatchExpire, "expire-"+s.offer.OfferID, ride.TripCommand{TripID: tripID, OfferID: s.offer.OfferID})
 	}
 	return nil
 }
@@ -523,13 +524,13 @@ func (d *Dispatcher) reserve(ctx context.Context, driverID, tripID string) (bool
 // offerLocked records and returns the offer of a trip to a driver.
 func (d *Dispatcher) offerLocked(tripID string, s *search, c geo.Candidate) []ev.Outgoing {
 	now := d.now()
-	offer := &ev.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
+	offer := &ride.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
 		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
 	s.offer, s.expireSent = offer, false
 	d.offered[c.ID] = tripID
 	d.syncLocked(c.ID)
 	offersTotal.Inc()
-	return d.command(ev.TypeDispatchOffer, "offer-"+offer.OfferID, ev.TripCommand{TripID: tripID, OfferID: offer.OfferID,
+	return d.command(ev.TypeDispatchOffer, "offer-"+offer.OfferID, ride.TripCommand{TripID: tripID, OfferID: offer.OfferID,
 		DriverID: c.ID, PickupDistanceM: c.DistanceM, ExpiresAt: offer.ExpiresAt})
 }
 
@@ -541,7 +542,7 @@ func (d *Dispatcher) syncLocked(id string) {
 	d.index.SetEligible(id, d.available[id] && !busy && !offered)
 }
 
-func (d *Dispatcher) command(typ, id string, cmd ev.TripCommand) []ev.Outgoing {
+func (d *Dispatcher) command(typ, id string, cmd ride.TripCommand) []ev.Outgoing {
 	env, err := ev.NewWithID(id, typ, cmd.TripID, d.now(), cmd)
 	if err != nil {
 		panic(err) // a TripCommand always marshals
@@ -562,7 +563,7 @@ func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, o := range outs {
-		var cmd ev.TripCommand
+		var cmd ride.TripCommand
 		if o.Env.DecodePayload(&cmd) != nil {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/ride"
 )
 
 // offerCounter is a publisher that only remembers the last offer, so the
@@ -54,8 +55,8 @@ func benchRequestToOffer(b *testing.B, res Reservations) {
 	const lat0, lng0 = 37.7749, -122.4194
 	latSpan := 30000 / 111195.0
 	lngSpan := latSpan / math.Cos(lat0*math.Pi/180)
-	point := func() ev.LatLng {
-		return ev.LatLng{Lat: lat0 + (r.Float64()-0.5)*latSpan, Lng: lng0 + (r.Float64()-0.5)*lngSpan}
+	point := func() ride.LatLng {
+		return ride.LatLng{Lat: lat0 + (r.Float64()-0.5)*latSpan, Lng: lng0 + (r.Float64()-0.5)*lngSpan}
 	}
 	must := func(err error) {
 		if err != nil {
@@ -65,10 +66,10 @@ func benchRequestToOffer(b *testing.B, res Reservations) {
 	for i := range drivers {
 		id := fmt.Sprintf("driver-%06d", i)
 		p := point()
-		e, err := ev.New(ev.TypeDriverAvailability, id, now, ev.DriverAvailability{DriverID: id, Available: true})
+		e, err := ev.New(ev.TypeDriverAvailability, id, now, ride.DriverAvailability{DriverID: id, Available: true})
 		must(err)
 		must(d.HandleDriverEvent(ctx, e))
-		e, err = ev.New(ev.TypeDriverLocation, id, now, ev.DriverLocation{DriverID: id, Lat: p.Lat, Lng: p.Lng})
+		e, err = ev.New(ev.TypeDriverLocation, id, now, ride.DriverLocation{DriverID: id, Lat: p.Lat, Lng: p.Lng})
 		must(err)
 		must(d.HandleDriverEvent(ctx, e))
 	}
@@ -77,8 +78,8 @@ func benchRequestToOffer(b *testing.B, res Reservations) {
 	requests := make([]ev.Envelope, pool)
 	for i := range requests {
 		id := fmt.Sprintf("trip-%d", i)
-		tr := ev.Trip{TripID: id, State: ev.StateRequested, Version: 1, RiderID: "r", Pickup: point(), RequestedAt: now}
-		e, err := ev.New(ev.TypeTripUpdated, id, now, ev.TripUpdated{Trip: tr})
+		tr := ride.Trip{TripID: id, State: ride.StateRequested, Version: 1, RiderID: "r", Pickup: point(), RequestedAt: now}
+		e, err := ev.New(ev.TypeTripUpdated, id, now, ride.TripUpdated{Trip: tr})
 		must(err)
 		requests[i] = e
 	}
@@ -94,14 +95,14 @@ func benchRequestToOffer(b *testing.B, res Reservations) {
 		// Untimed: the rider cancels, which frees the driver, so every
 		// iteration sees the same supply.
 		b.StopTimer()
-		var cmd ev.TripCommand
+		var cmd ride.TripCommand
 		must(pub.last.Env.DecodePayload(&cmd))
 		if pub.last.Env.Type != ev.TypeDispatchOffer || cmd.TripID != req.Key {
 			b.Fatalf("iteration %d: no offer for %s (last %s %+v)", i, req.Key, pub.last.Env.Type, cmd)
 		}
-		o := &ev.Offer{OfferID: cmd.OfferID, DriverID: cmd.DriverID}
-		e, err := ev.New(ev.TypeTripUpdated, req.Key, now, ev.TripUpdated{EndedOffer: o,
-			Trip: ev.Trip{TripID: req.Key, State: ev.StateCancelled, Version: 3, Offered: []string{cmd.DriverID}}})
+		o := &ride.Offer{OfferID: cmd.OfferID, DriverID: cmd.DriverID}
+		e, err := ev.New(ev.TypeTripUpdated, req.Key, now, ride.TripUpdated{EndedOffer: o,
+			Trip: ride.Trip{TripID: req.Key, State: ride.StateCancelled, Version: 3, Offered: []string{cmd.DriverID}}})
 		must(err)
 		must(d.HandleTripEvent(ctx, e))
 		b.StartTimer()

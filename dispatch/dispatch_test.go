@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 type capture struct {
@@ -26,12 +27,12 @@ func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
 	return nil
 }
 
-func (c *capture) take(t *testing.T) []ev.TripCommand {
+func (c *capture) take(t *testing.T) []ride.TripCommand {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var cmds []ev.TripCommand
+	var cmds []ride.TripCommand
 	for _, o := range c.outs {
-		var cmd ev.TripCommand
+		var cmd ride.TripCommand
 		if err := o.Env.DecodePayload(&cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -76,24 +77,24 @@ func (f *fixture) env(typ, key string, payload any) ev.Envelope {
 }
 
 func (f *fixture) driver(id string, lat, lng float64, available bool) {
-	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverAvailability, id, ev.DriverAvailability{DriverID: id, Available: available})))
-	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverLocation, id, ev.DriverLocation{DriverID: id, Lat: lat, Lng: lng})))
+	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverAvailability, id, ride.DriverAvailability{DriverID: id, Available: available})))
+	f.must(f.d.HandleDriverEvent(context.Background(), f.env(ev.TypeDriverLocation, id, ride.DriverLocation{DriverID: id, Lat: lat, Lng: lng})))
 }
 
-func (f *fixture) trip(tr ev.Trip, ended *ev.Offer) {
-	f.must(f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, tr.TripID, ev.TripUpdated{Trip: tr, EndedOffer: ended})))
+func (f *fixture) trip(tr ride.Trip, ended *ride.Offer) {
+	f.must(f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, tr.TripID, ride.TripUpdated{Trip: tr, EndedOffer: ended})))
 }
 
-func requested(id string, offered ...string) ev.Trip {
-	return ev.Trip{TripID: id, State: ev.StateRequested, Version: 1, RiderID: "r-" + id,
-		Pickup: ev.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0, Offered: offered}
+func requested(id string, offered ...string) ride.Trip {
+	return ride.Trip{TripID: id, State: ride.StateRequested, Version: 1, RiderID: "r-" + id,
+		Pickup: ride.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0, Offered: offered}
 }
 
 func TestOffersGoToTheNearestEligibleDriver(t *testing.T) {
 	cases := []struct {
 		name  string
 		setup func(f *fixture)
-		trip  ev.Trip
+		trip  ride.Trip
 		want  string // "" = no offer
 	}{
 		{"nearest wins", func(f *fixture) {
@@ -108,7 +109,7 @@ func TestOffersGoToTheNearestEligibleDriver(t *testing.T) {
 			f.driver("near", 37.7759, -122.4194, true)
 			f.clk.now = f.clk.now.Add(20 * time.Second)
 			f.driver("far", 37.7849, -122.4194, true)
-		}, ev.Trip{TripID: "t", State: ev.StateRequested, Version: 1, Pickup: ev.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0.Add(20 * time.Second)}, "far"},
+		}, ride.Trip{TripID: "t", State: ride.StateRequested, Version: 1, Pickup: ride.LatLng{Lat: 37.7749, Lng: -122.4194}, RequestedAt: t0.Add(20 * time.Second)}, "far"},
 		{"already offered this trip is skipped", func(f *fixture) {
 			f.driver("near", 37.7759, -122.4194, true)
 			f.driver("far", 37.7849, -122.4194, true)
@@ -116,7 +117,7 @@ func TestOffersGoToTheNearestEligibleDriver(t *testing.T) {
 		{"busy is skipped", func(f *fixture) {
 			f.driver("near", 37.7759, -122.4194, true)
 			f.driver("far", 37.7849, -122.4194, true)
-			f.trip(ev.Trip{TripID: "other", State: ev.StateAccepted, Version: 3, DriverID: "near"}, nil)
+			f.trip(ride.Trip{TripID: "other", State: ride.StateAccepted, Version: 3, DriverID: "near"}, nil)
 		}, requested("t"), "far"},
 		{"beyond max pickup is skipped", func(f *fixture) {
 			f.driver("very-far", 37.90, -122.4194, true)
@@ -157,7 +158,7 @@ func TestOneOpenOfferPerDriver(t *testing.T) {
 	// d1 declines a: the decline frees d1 for b, and a is not offered to d1 again.
 	tr := requested("a", "d1")
 	tr.Version = 3
-	f.trip(tr, &ev.Offer{OfferID: cmds[0].OfferID, DriverID: "d1"})
+	f.trip(tr, &ride.Offer{OfferID: cmds[0].OfferID, DriverID: "d1"})
 	f.must(f.d.Tick(context.Background()))
 	cmds = f.pub.take(t)
 	if len(cmds) != 1 || cmds[0].TripID != "b" || cmds[0].DriverID != "d1" {
@@ -197,7 +198,7 @@ func TestFailedPublishIsDecidedAgain(t *testing.T) {
 	f := newFixture(t)
 	f.driver("d1", 37.7759, -122.4194, true)
 	f.pub.fail = errors.New("broker down")
-	err := f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, "t", ev.TripUpdated{Trip: requested("t")}))
+	err := f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, "t", ride.TripUpdated{Trip: requested("t")}))
 	if err == nil {
 		t.Fatal("a failed publish must fail the handler so the event is redelivered")
 	}
@@ -253,12 +254,12 @@ func TestDriverReservedByAnotherReplicaIsSkipped(t *testing.T) {
 	}
 	// Accepted: held; completed: released.
 	acc := requested("t")
-	acc.State, acc.Version, acc.DriverID = ev.StateAccepted, 3, "far"
-	f.trip(acc, &ev.Offer{OfferID: cmds[0].OfferID, DriverID: "far"})
+	acc.State, acc.Version, acc.DriverID = ride.StateAccepted, 3, "far"
+	f.trip(acc, &ride.Offer{OfferID: cmds[0].OfferID, DriverID: "far"})
 	if res.m["far"] != "t" {
 		t.Fatalf("accepted driver not held: %v", res.m)
 	}
-	acc.State, acc.Version = ev.StateCompleted, 6
+	acc.State, acc.Version = ride.StateCompleted, 6
 	f.trip(acc, nil)
 	if _, held := res.m["far"]; held {
 		t.Fatalf("driver still reserved after the trip ended: %v", res.m)

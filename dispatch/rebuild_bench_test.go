@@ -12,6 +12,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/supply"
 )
 
@@ -55,7 +56,7 @@ func BenchmarkRebuild(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range pings {
 		id := fmt.Sprintf("d-%d", i%drivers)
-		env, err := ev.New(ev.TypeDriverLocation, id, time.Now(), ev.DriverLocation{DriverID: id,
+		env, err := ev.New(ev.TypeDriverLocation, id, time.Now(), ride.DriverLocation{DriverID: id,
 			Lat: 37.6 + r.Float64()*0.27, Lng: -122.6 + r.Float64()*0.34})
 		if err != nil {
 			b.Fatal(err)

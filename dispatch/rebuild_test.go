@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // TestTakeoverOfTripPartitions: a replica keeps searches only for the trip
@@ -15,9 +16,9 @@ func TestTakeoverOfTripPartitions(t *testing.T) {
 	f := newFixture(t)
 	f.driver("near", 37.7759, -122.4194, true)
 	f.d.assign([]int{0, 1})
-	at := func(p int, off int64, tr ev.Trip) {
+	at := func(p int, off int64, tr ride.Trip) {
 		ctx := ev.WithPosition(context.Background(), ev.Position{Partition: p, Offset: off})
-		f.must(f.d.HandleTripEvent(ctx, f.env(ev.TypeTripUpdated, tr.TripID, ev.TripUpdated{Trip: tr})))
+		f.must(f.d.HandleTripEvent(ctx, f.env(ev.TypeTripUpdated, tr.TripID, ride.TripUpdated{Trip: tr})))
 	}
 	// Partition 0 is being read back: its searches are rebuilt, not decided.
 	at(0, 7, requested("t0"))

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 func TestDecode(t *testing.T) {
@@ -81,7 +84,7 @@ func TestDecode(t *testing.T) {
 
 func TestNewRoundTrip(t *testing.T) {
 	heading := 90.0
-	pickup := LatLng{Lat: 37.7749, Lng: -122.4194}
+	pickup := ride.LatLng{Lat: 37.7749, Lng: -122.4194}
 	at := time.Date(2026, 11, 22, 23, 30, 0, 123_456_789, time.FixedZone("UTC+2:30", 9000))
 	tests := []struct {
 		name    string
@@ -90,20 +93,20 @@ func TestNewRoundTrip(t *testing.T) {
 		payload any
 		into    func() any
 	}{
-		{"driver location", TypeDriverLocation, "d-42", DriverLocation{DriverID: "d-42", Lat: 1.5, Lng: -2.25, Heading: &heading, At: "2026-11-22T21:00:00.120Z"},
-			func() any { return new(DriverLocation) }},
-		{"availability", TypeDriverAvailability, "d-42", DriverAvailability{DriverID: "d-42", Available: true},
-			func() any { return new(DriverAvailability) }},
-		{"ride request", TypeRideRequest, "t-1", TripCommand{TripID: "t-1", UserID: "r-1", Role: "rider", Pickup: &pickup, Dropoff: &pickup},
-			func() any { return new(TripCommand) }},
-		{"dispatch offer", TypeDispatchOffer, "t-1", TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-1", PickupDistanceM: 12.5, ExpiresAt: at.UTC()},
-			func() any { return new(TripCommand) }},
-		{"trip updated", TypeTripUpdated, "t-1", TripUpdated{Cause: TypeOfferAccept, Trip: Trip{TripID: "t-1", State: StateAccepted, Version: 3,
+		{"driver location", TypeDriverLocation, "d-42", ride.DriverLocation{DriverID: "d-42", Lat: 1.5, Lng: -2.25, Heading: &heading, At: "2026-11-22T21:00:00.120Z"},
+			func() any { return new(ride.DriverLocation) }},
+		{"availability", TypeDriverAvailability, "d-42", ride.DriverAvailability{DriverID: "d-42", Available: true},
+			func() any { return new(ride.DriverAvailability) }},
+		{"ride request", TypeRideRequest, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: "rider", Pickup: &pickup, Dropoff: &pickup},
+			func() any { return new(ride.TripCommand) }},
+		{"dispatch offer", TypeDispatchOffer, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-1", PickupDistanceM: 12.5, ExpiresAt: at.UTC()},
+			func() any { return new(ride.TripCommand) }},
+		{"trip updated", TypeTripUpdated, "t-1", ride.TripUpdated{Cause: TypeOfferAccept, Trip: ride.Trip{TripID: "t-1", State: ride.StateAccepted, Version: 3,
 			RiderID: "r-1", DriverID: "d-1", Pickup: pickup, Dropoff: pickup, Offered: []string{"d-1"}, RequestedAt: at.UTC(), UpdatedAt: at.UTC()},
-			EndedOffer: &Offer{OfferID: "o-1", DriverID: "d-1", PickupDistanceM: 3, ExpiresAt: at.UTC()}},
-			func() any { return new(TripUpdated) }},
-		{"push", TypePush, "r-1", Push{UserID: "r-1", Message: json.RawMessage(`{"type":"trip","trip_id":"t-1"}`)},
-			func() any { return new(Push) }},
+			EndedOffer: &ride.Offer{OfferID: "o-1", DriverID: "d-1", PickupDistanceM: 3, ExpiresAt: at.UTC()}},
+			func() any { return new(ride.TripUpdated) }},
+		{"push", TypePush, "r-1", protocol.Push{UserID: "r-1", Message: json.RawMessage(`{"type":"trip","trip_id":"t-1"}`)},
+			func() any { return new(protocol.Push) }},
 		{"dead letter", TypeDeadLetter, "", DeadLetter{Reason: "permanent: x", Group: "g", Topic: TopicTripCommands, Partition: 2, Offset: 7, Value: "\x00"},
 			func() any { return new(DeadLetter) }},
 	}
@@ -165,7 +168,7 @@ func TestNewRoundTrip(t *testing.T) {
 func TestNewBadPayload(t *testing.T) {
 	for name, payload := range map[string]any{
 		"NaN":      math.NaN(),
-		"infinity": DriverLocation{Lat: math.Inf(1)},
+		"infinity": ride.DriverLocation{Lat: math.Inf(1)},
 		"channel":  make(chan int),
 		"func":     func() {},
 	} {
@@ -183,7 +186,7 @@ func TestNewBadPayload(t *testing.T) {
 func TestDecodePayloadIsPermanent(t *testing.T) {
 	for _, raw := range []string{`"a string"`, `{"lat":"north"}`, `[1,2]`, `{`} {
 		env := Envelope{ID: "e1", Type: TypeDriverLocation, Version: 1, Payload: json.RawMessage(raw)}
-		var p DriverLocation
+		var p ride.DriverLocation
 		err := env.DecodePayload(&p)
 		if err == nil {
 			t.Errorf("DecodePayload(%s) into DriverLocation: no error", raw)
@@ -303,7 +306,7 @@ func FuzzDecode(f *testing.F) {
 
 var heading = 123.4
 
-var benchPing = DriverLocation{DriverID: "d-1234", Lat: 40.71234567, Lng: -74.00123456, Heading: &heading}
+var benchPing = ride.DriverLocation{DriverID: "d-1234", Lat: 40.71234567, Lng: -74.00123456, Heading: &heading}
 
 // BenchmarkDecodeLocation is what each of the three consumer groups of
 // driver.events does for every ping: the envelope, then its payload. On the
@@ -324,7 +327,7 @@ func BenchmarkDecodeLocation(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var p DriverLocation
+		var p ride.DriverLocation
 		if err := e.DecodePayload(&p); err != nil {
 			b.Fatal(err)
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 )
@@ -379,7 +381,7 @@ func TestEmbeddedBrokerDropsExpiredEvents(t *testing.T) {
 	defer cancel()
 	publish := func(id string) {
 		t.Helper()
-		e, err := NewWithID(id, TypeDriverAvailability, "d-1", time.Now(), DriverAvailability{DriverID: "d-1", Available: true})
+		e, err := NewWithID(id, TypeDriverAvailability, "d-1", time.Now(), ride.DriverAvailability{DriverID: "d-1", Available: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -436,7 +438,7 @@ func TestEmbeddedBrokerFreesExpiredSegments(t *testing.T) {
 		t.Helper()
 		outs := make([]Outgoing, n)
 		for i := range outs {
-			e, err := NewWithID(fmt.Sprintf("%s-%d", prefix, i), TypeDriverAvailability, "d-1", time.Now(), DriverAvailability{DriverID: "d-1", Available: true})
+			e, err := NewWithID(fmt.Sprintf("%s-%d", prefix, i), TypeDriverAvailability, "d-1", time.Now(), ride.DriverAvailability{DriverID: "d-1", Available: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -537,7 +539,7 @@ func BenchmarkPublishSmallBatches(b *testing.B) {
 		outs := make([]Outgoing, 8)
 		for i := range outs {
 			key := fmt.Sprintf("rider-%d", i)
-			e, err := NewWithID(fmt.Sprintf("relay-%d", i), TypePush, key, time.Now(), Push{UserID: key, Message: []byte(`{"type":"driver.location"}`)})
+			e, err := NewWithID(fmt.Sprintf("relay-%d", i), TypePush, key, time.Now(), protocol.Push{UserID: key, Message: []byte(`{"type":"driver.location"}`)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -553,7 +555,7 @@ func BenchmarkPublishSmallBatches(b *testing.B) {
 	b.Run("acknowledged-ping", func(b *testing.B) {
 		p := NewProducerWith(ProducerConfig{Brokers: brokers})
 		defer p.Close()
-		e, err := New(TypeDriverLocation, "d1", time.Now(), DriverLocation{DriverID: "d1", Lat: 52.52, Lng: 13.4})
+		e, err := New(TypeDriverLocation, "d1", time.Now(), ride.DriverLocation{DriverID: "d1", Lat: 52.52, Lng: 13.4})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -579,7 +581,7 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 	for i := range each {
 		for d := range drivers {
 			e, err := NewWithID(fmt.Sprintf("d%02d-%03d", d, i), TypeDriverLocation, fmt.Sprintf("d%02d", d), time.Now(),
-				DriverLocation{DriverID: fmt.Sprintf("d%02d", d), Lat: 1, Lng: 2})
+				ride.DriverLocation{DriverID: fmt.Sprintf("d%02d", d), Lat: 1, Lng: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -667,7 +669,7 @@ func TestBadEventInABatchRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	env := func(id string) string {
-		e, err := NewWithID(id, TypeDriverLocation, "k", time.Now(), DriverLocation{DriverID: "k"})
+		e, err := NewWithID(id, TypeDriverLocation, "k", time.Now(), ride.DriverLocation{DriverID: "k"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hexride/hexride/ride"
 )
 
 // BenchmarkPingPath measures what the Kafka part of a ping costs the
@@ -29,7 +31,7 @@ func BenchmarkPingPath(b *testing.B) {
 		go func() {
 			done <- Consume(ctx, ConsumerConfig{Brokers: brokers, Group: fmt.Sprintf("bench-%d", g),
 				Topic: TopicDriverEvents, Bulk: true}, func(_ context.Context, e Envelope) error {
-				var loc DriverLocation
+				var loc ride.DriverLocation
 				if err := e.DecodePayload(&loc); err != nil {
 					return err
 				}
@@ -41,7 +43,7 @@ func BenchmarkPingPath(b *testing.B) {
 	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 50 * time.Millisecond})
 	defer p.Close()
 	ping := func(i int) Outgoing {
-		l := DriverLocation{DriverID: fmt.Sprintf("d-%d", i%drivers), Lat: 37.7749 + float64(i%100)/1e4, Lng: -122.4194, At: "2026-12-05T08:00:00.000Z"}
+		l := ride.DriverLocation{DriverID: fmt.Sprintf("d-%d", i%drivers), Lat: 37.7749 + float64(i%100)/1e4, Lng: -122.4194, At: "2026-12-05T08:00:00.000Z"}
 		e, err := New(TypeDriverLocation, l.DriverID, time.Now(), l)
 		if err != nil {
 			b.Fatal(err)

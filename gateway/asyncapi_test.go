@@ -29,6 +29,8 @@ import (
 
 	"github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 const apiDocPath = "../asyncapi.yaml"
@@ -541,7 +543,7 @@ func TestAsyncAPIEnums(t *testing.T) {
 		t.Fatalf("no %s message on topic %s", events.TypeTripUpdated, events.TopicTripEvents)
 	}
 	codes := constants(t, ".", "Code")
-	states := constants(t, "../events", "State")
+	states := constants(t, "../ride", "State")
 
 	tests := []struct {
 		name   string
@@ -552,12 +554,12 @@ func TestAsyncAPIEnums(t *testing.T) {
 	}{
 		{"error codes", doc.property(t, ws.message(t, MsgError).obj["payload"], "error message payload", "code"),
 			"the code of the WebSocket error message", codes, "gateway.Code*"},
-		{"trip push states", doc.property(t, ws.message(t, events.PushTrip).obj["payload"], "trip message payload", "state"),
-			"the state of the WebSocket trip message", states, "events.State*"},
-		{"resync trip states", doc.property(t, ws.message(t, events.PushResync).obj["payload"], "resync message payload", "trip"),
-			"the trip of the WebSocket resync message", states, "events.State*"},
+		{"trip push states", doc.property(t, ws.message(t, protocol.PushTrip).obj["payload"], "trip message payload", "state"),
+			"the state of the WebSocket trip message", states, "ride.State*"},
+		{"resync trip states", doc.property(t, ws.message(t, protocol.PushResync).obj["payload"], "resync message payload", "trip"),
+			"the trip of the WebSocket resync message", states, "ride.State*"},
 		{"trip.updated states", doc.property(t, tripUpdated.obj["payload"], "trip.updated payload", "payload", "trip", "state"),
-			"payload.trip.state of the trip.updated event", states, "events.State*"},
+			"payload.trip.state of the trip.updated event", states, "ride.State*"},
 		{"trip.updated causes", doc.property(t, tripUpdated.obj["payload"], "trip.updated payload", "payload", "cause"),
 			"payload.cause of the trip.updated event", typesAsConstants(events.TopicTypes[events.TopicTripCommands]), "events.TopicTypes[trip.commands]"},
 	}
@@ -729,19 +731,19 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 			schema string
 			goType any
 		}{
-			{"LatLng", events.LatLng{}},
+			{"LatLng", ride.LatLng{}},
 			{"Envelope", events.Envelope{}},
-			{"DriverLocation", events.DriverLocation{}},
-			{"DriverAvailability", events.DriverAvailability{}},
-			{"TripCommand", events.TripCommand{}},
-			{"Offer", events.Offer{}},
-			{"Trip", events.Trip{}},
-			{"TripUpdated", events.TripUpdated{}},
-			{"Push", events.Push{}},
+			{"DriverLocation", ride.DriverLocation{}},
+			{"DriverAvailability", ride.DriverAvailability{}},
+			{"TripCommand", ride.TripCommand{}},
+			{"Offer", ride.Offer{}},
+			{"Trip", ride.Trip{}},
+			{"TripUpdated", ride.TripUpdated{}},
+			{"Push", protocol.Push{}},
 			{"DeadLetter", events.DeadLetter{}},
-			{"OfferMessage", events.OfferMessage{}},
-			{"TripMessage", events.TripMessage{}},
-			{"DriverLocationMessage", events.DriverLocationMessage{}},
+			{"OfferMessage", protocol.OfferMessage{}},
+			{"TripMessage", protocol.TripMessage{}},
+			{"DriverLocationMessage", protocol.DriverLocationMessage{}},
 			{"MapStats", livemap.Stats{}},
 			{"MapSnapshot", livemap.SnapshotMessage{}},
 			{"MapDelta", livemap.DeltaMessage{}},
@@ -780,10 +782,10 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 		{MsgTripStart, []string{"type", "id", "trip_id"}, nil, frameFields, false},
 		{MsgTripComplete, []string{"type", "id", "trip_id"}, nil, frameFields, false},
 		{MsgTripCancel, []string{"type", "id", "trip_id", "reason"}, nil, frameFields, false},
-		{events.PushOffer, nil, events.OfferMessage{}, nil, false},
-		{events.PushTrip, nil, events.TripMessage{}, nil, false},
-		{events.PushDriverLocation, nil, events.DriverLocationMessage{}, nil, false},
-		{events.PushResync, nil, events.ResyncMessage{}, nil, false},
+		{protocol.PushOffer, nil, protocol.OfferMessage{}, nil, false},
+		{protocol.PushTrip, nil, protocol.TripMessage{}, nil, false},
+		{protocol.PushDriverLocation, nil, protocol.DriverLocationMessage{}, nil, false},
+		{protocol.PushResync, nil, protocol.ResyncMessage{}, nil, false},
 		{MsgAck, []string{"type", "id", "trip_id"}, nil, answerFields, false},
 		{MsgError, []string{"type", "id", "code", "message"}, nil, answerFields, false},
 		{MsgMapInspect, []string{"type", "id", "kind", "slot"}, nil, frameFields, false},
@@ -813,14 +815,14 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 	}
 
 	payloadOf := map[string]any{
-		events.TypeDriverLocation:     events.DriverLocation{},
-		events.TypeDriverAvailability: events.DriverAvailability{},
-		events.TypeTripUpdated:        events.TripUpdated{},
-		events.TypePush:               events.Push{},
+		events.TypeDriverLocation:     ride.DriverLocation{},
+		events.TypeDriverAvailability: ride.DriverAvailability{},
+		events.TypeTripUpdated:        ride.TripUpdated{},
+		events.TypePush:               protocol.Push{},
 		events.TypeDeadLetter:         events.DeadLetter{},
 	}
 	for _, typ := range events.TopicTypes[events.TopicTripCommands] {
-		payloadOf[typ] = events.TripCommand{}
+		payloadOf[typ] = ride.TripCommand{}
 	}
 	envFields := jsonFields(reflect.TypeOf(events.Envelope{}))
 	for _, c := range doc.channels(t) {
@@ -1055,25 +1057,25 @@ func decodeStrict(b []byte, v any) error {
 func TestAsyncAPIExamples(t *testing.T) {
 	doc := loadAPIDoc(t)
 	payloadOf := map[string]func() any{
-		events.TypeDriverLocation:     func() any { return new(events.DriverLocation) },
-		events.TypeDriverAvailability: func() any { return new(events.DriverAvailability) },
-		events.TypeTripUpdated:        func() any { return new(events.TripUpdated) },
-		events.TypePush:               func() any { return new(events.Push) },
+		events.TypeDriverLocation:     func() any { return new(ride.DriverLocation) },
+		events.TypeDriverAvailability: func() any { return new(ride.DriverAvailability) },
+		events.TypeTripUpdated:        func() any { return new(ride.TripUpdated) },
+		events.TypePush:               func() any { return new(protocol.Push) },
 		events.TypeDeadLetter:         func() any { return new(events.DeadLetter) },
 	}
 	for _, typ := range events.TopicTypes[events.TopicTripCommands] {
-		payloadOf[typ] = func() any { return new(events.TripCommand) }
+		payloadOf[typ] = func() any { return new(ride.TripCommand) }
 	}
 	serverGo := map[string]func() any{
-		events.PushOffer:          func() any { return new(events.OfferMessage) },
-		events.PushTrip:           func() any { return new(events.TripMessage) },
-		events.PushDriverLocation: func() any { return new(events.DriverLocationMessage) },
-		events.PushResync:         func() any { return new(events.ResyncMessage) },
-		MsgAck:                    func() any { return new(answer) },
-		MsgError:                  func() any { return new(answer) },
-		MsgMapSnapshot:            func() any { return new(livemap.SnapshotMessage) },
-		MsgMapDelta:               func() any { return new(livemap.DeltaMessage) },
-		MsgMapDetail:              func() any { return new(livemap.Detail) },
+		protocol.PushOffer:          func() any { return new(protocol.OfferMessage) },
+		protocol.PushTrip:           func() any { return new(protocol.TripMessage) },
+		protocol.PushDriverLocation: func() any { return new(protocol.DriverLocationMessage) },
+		protocol.PushResync:         func() any { return new(protocol.ResyncMessage) },
+		MsgAck:                      func() any { return new(answer) },
+		MsgError:                    func() any { return new(answer) },
+		MsgMapSnapshot:              func() any { return new(livemap.SnapshotMessage) },
+		MsgMapDelta:                 func() any { return new(livemap.DeltaMessage) },
+		MsgMapDetail:                func() any { return new(livemap.Detail) },
 	}
 	for _, c := range doc.channels(t) {
 		for _, m := range c.messages {
@@ -1268,18 +1270,18 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 	at := time.Date(2026, 11, 22, 21, 0, 3, 500_000_000, time.UTC)
 	heading := 271.5
 	speed := 9.0
-	pickup := events.LatLng{Lat: 37.7749, Lng: -122.4194}
-	dropoff := events.LatLng{Lat: 37.8044, Lng: -122.2712}
-	offer := events.Offer{OfferID: "o-0123456789abcdef", DriverID: "d-42", PickupDistanceM: 412.5, ExpiresAt: at.Add(15 * time.Second)}
-	offered := events.Trip{TripID: "t-1", State: events.StateOffered, Version: 2, RiderID: "r-1", Pickup: pickup, Dropoff: dropoff,
+	pickup := ride.LatLng{Lat: 37.7749, Lng: -122.4194}
+	dropoff := ride.LatLng{Lat: 37.8044, Lng: -122.2712}
+	offer := ride.Offer{OfferID: "o-0123456789abcdef", DriverID: "d-42", PickupDistanceM: 412.5, ExpiresAt: at.Add(15 * time.Second)}
+	offered := ride.Trip{TripID: "t-1", State: ride.StateOffered, Version: 2, RiderID: "r-1", Pickup: pickup, Dropoff: dropoff,
 		Offer: &offer, Offered: []string{"d-42"}, RequestedAt: at.Add(-time.Second), UpdatedAt: at}
 	accepted := offered
-	accepted.State, accepted.Version, accepted.DriverID, accepted.Offer = events.StateAccepted, 3, "d-42", nil
+	accepted.State, accepted.Version, accepted.DriverID, accepted.Offer = ride.StateAccepted, 3, "d-42", nil
 	cancelled := accepted
-	cancelled.State, cancelled.Version, cancelled.Reason = events.StateCancelled, 4, "cancelled_by_rider: changed my mind"
-	requested := events.Trip{TripID: "t-2", State: events.StateRequested, Version: 1, RiderID: "r-2", Pickup: pickup, Dropoff: dropoff,
+	cancelled.State, cancelled.Version, cancelled.Reason = ride.StateCancelled, 4, "cancelled_by_rider: changed my mind"
+	requested := ride.Trip{TripID: "t-2", State: ride.StateRequested, Version: 1, RiderID: "r-2", Pickup: pickup, Dropoff: dropoff,
 		RequestedAt: at, UpdatedAt: at}
-	tripMsg := events.NewTripMessage(accepted)
+	tripMsg := protocol.NewTripMessage(accepted)
 
 	withSeq := func(v any) any {
 		m := normalize(t, v).(map[string]any)
@@ -1291,16 +1293,16 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 		typ  string
 		msg  any
 	}{
-		{"offer", events.PushOffer, withSeq(events.NewOfferMessage(offered, offer))},
-		{"trip requested", events.PushTrip, withSeq(events.NewTripMessage(requested))},
-		{"trip accepted", events.PushTrip, withSeq(tripMsg)},
-		{"trip cancelled", events.PushTrip, withSeq(events.NewTripMessage(cancelled))},
-		{"driver.location with heading", events.PushDriverLocation, withSeq(events.DriverLocationMessage{Type: events.PushDriverLocation,
+		{"offer", protocol.PushOffer, withSeq(protocol.NewOfferMessage(offered, offer))},
+		{"trip requested", protocol.PushTrip, withSeq(protocol.NewTripMessage(requested))},
+		{"trip accepted", protocol.PushTrip, withSeq(tripMsg)},
+		{"trip cancelled", protocol.PushTrip, withSeq(protocol.NewTripMessage(cancelled))},
+		{"driver.location with heading", protocol.PushDriverLocation, withSeq(protocol.DriverLocationMessage{Type: protocol.PushDriverLocation,
 			TripID: "t-1", Lat: 37.775, Lng: -122.42, Heading: &heading, At: events.FormatTime(at)})},
-		{"driver.location without heading", events.PushDriverLocation, withSeq(events.DriverLocationMessage{Type: events.PushDriverLocation,
+		{"driver.location without heading", protocol.PushDriverLocation, withSeq(protocol.DriverLocationMessage{Type: protocol.PushDriverLocation,
 			TripID: "t-1", Lat: 37.775, Lng: -122.42, At: events.FormatTime(at)})},
-		{"resync without trip", events.PushResync, withSeq(events.ResyncMessage{Type: events.PushResync})},
-		{"resync with trip", events.PushResync, withSeq(events.ResyncMessage{Type: events.PushResync, Trip: &tripMsg})},
+		{"resync without trip", protocol.PushResync, withSeq(protocol.ResyncMessage{Type: protocol.PushResync})},
+		{"resync with trip", protocol.PushResync, withSeq(protocol.ResyncMessage{Type: protocol.PushResync, Trip: &tripMsg})},
 		{"ack", MsgAck, normalize(t, answer{Type: MsgAck, ID: "1"})},
 		{"ack with trip_id", MsgAck, normalize(t, answer{Type: MsgAck, ID: "r1", TripID: "t-0123456789abcdef0123"})},
 		{"error with id", MsgError, normalize(t, answer{Type: MsgError, ID: "7", Code: CodeConflict, Message: "offer o-1 expired"})},
@@ -1328,31 +1330,31 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 		topic, typ, key string
 		payload         any
 	}{
-		{events.TopicDriverEvents, events.TypeDriverLocation, "d-42", events.DriverLocation{DriverID: "d-42", Lat: 1, Lng: 2}},
-		{events.TopicDriverEvents, events.TypeDriverLocation, "d-42", events.DriverLocation{DriverID: "d-42", Lat: 1, Lng: 2,
+		{events.TopicDriverEvents, events.TypeDriverLocation, "d-42", ride.DriverLocation{DriverID: "d-42", Lat: 1, Lng: 2}},
+		{events.TopicDriverEvents, events.TypeDriverLocation, "d-42", ride.DriverLocation{DriverID: "d-42", Lat: 1, Lng: 2,
 			Heading: &heading, SpeedMPS: &speed, At: "2026-11-22T21:00:00.120Z"}},
-		{events.TopicDriverEvents, events.TypeDriverAvailability, "d-42", events.DriverAvailability{DriverID: "d-42"}},
-		{events.TopicTripCommands, events.TypeRideRequest, "t-1", events.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider, Pickup: &pickup, Dropoff: &dropoff}},
-		{events.TopicTripCommands, events.TypeOfferAccept, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
-		{events.TopicTripCommands, events.TypeOfferDecline, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
-		{events.TopicTripCommands, events.TypeTripArrive, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripStart, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripComplete, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripCancel, "t-1", events.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider}},
-		{events.TopicTripCommands, events.TypeTripCancel, "t-1", events.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, Reason: "flat tyre"}},
-		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", events.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42",
+		{events.TopicDriverEvents, events.TypeDriverAvailability, "d-42", ride.DriverAvailability{DriverID: "d-42"}},
+		{events.TopicTripCommands, events.TypeRideRequest, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider, Pickup: &pickup, Dropoff: &dropoff}},
+		{events.TopicTripCommands, events.TypeOfferAccept, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
+		{events.TopicTripCommands, events.TypeOfferDecline, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
+		{events.TopicTripCommands, events.TypeTripArrive, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripStart, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripComplete, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider}},
+		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, Reason: "flat tyre"}},
+		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42",
 			PickupDistanceM: 412.5, ExpiresAt: at.In(local)}},
-		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", events.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42", ExpiresAt: at}},
-		{events.TopicTripCommands, events.TypeDispatchExpire, "t-1", events.TripCommand{TripID: "t-1", OfferID: "o-1"}},
-		{events.TopicTripCommands, events.TypeDispatchNoDrivers, "t-1", events.TripCommand{TripID: "t-1"}},
-		{events.TopicTripCommands, events.TypeTripDeadline, "t-1", events.TripCommand{TripID: "t-1"}},
-		{events.TopicTripEvents, events.TypeTripUpdated, "t-2", events.TripUpdated{Trip: requested, Cause: events.TypeRideRequest}},
-		{events.TopicTripEvents, events.TypeTripUpdated, "t-1", events.TripUpdated{Trip: offered, Cause: events.TypeDispatchOffer}},
-		{events.TopicTripEvents, events.TypeTripUpdated, "t-1", events.TripUpdated{Trip: accepted, Cause: events.TypeOfferAccept, EndedOffer: &offer}},
-		{events.TopicUserPushes, events.TypePush, "d-42", events.Push{UserID: "d-42", Message: mustJSON(events.NewOfferMessage(offered, offer))}},
-		{events.TopicUserPushes, events.TypePush, "r-1", events.Push{UserID: "r-1", Message: mustJSON(tripMsg)}},
-		{events.TopicUserPushes, events.TypePush, "r-1", events.Push{UserID: "r-1", Message: mustJSON(events.DriverLocationMessage{
-			Type: events.PushDriverLocation, TripID: "t-1", Lat: 1, Lng: 2, At: events.FormatTime(at)})}},
+		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42", ExpiresAt: at}},
+		{events.TopicTripCommands, events.TypeDispatchExpire, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1"}},
+		{events.TopicTripCommands, events.TypeDispatchNoDrivers, "t-1", ride.TripCommand{TripID: "t-1"}},
+		{events.TopicTripCommands, events.TypeTripDeadline, "t-1", ride.TripCommand{TripID: "t-1"}},
+		{events.TopicTripEvents, events.TypeTripUpdated, "t-2", ride.TripUpdated{Trip: requested, Cause: events.TypeRideRequest}},
+		{events.TopicTripEvents, events.TypeTripUpdated, "t-1", ride.TripUpdated{Trip: offered, Cause: events.TypeDispatchOffer}},
+		{events.TopicTripEvents, events.TypeTripUpdated, "t-1", ride.TripUpdated{Trip: accepted, Cause: events.TypeOfferAccept, EndedOffer: &offer}},
+		{events.TopicUserPushes, events.TypePush, "d-42", protocol.Push{UserID: "d-42", Message: mustJSON(protocol.NewOfferMessage(offered, offer))}},
+		{events.TopicUserPushes, events.TypePush, "r-1", protocol.Push{UserID: "r-1", Message: mustJSON(tripMsg)}},
+		{events.TopicUserPushes, events.TypePush, "r-1", protocol.Push{UserID: "r-1", Message: mustJSON(protocol.DriverLocationMessage{
+			Type: protocol.PushDriverLocation, TripID: "t-1", Lat: 1, Lng: 2, At: events.FormatTime(at)})}},
 		{events.TopicDeadLetters, events.TypeDeadLetter, "t-1", events.DeadLetter{Reason: "permanent: decode envelope: missing id",
 			Group: "tripstate", Topic: events.TopicTripCommands, Partition: 3, Offset: 1042, Key: "t-1", Value: "{}"}},
 	}
@@ -1377,7 +1379,7 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 
 // liveMapCases are frames and details a real aggregator produced from
 // events, so the document is checked against what the code writes by hand.
-func liveMapCases(t *testing.T, at time.Time, offer events.Offer, offered, accepted events.Trip) []struct {
+func liveMapCases(t *testing.T, at time.Time, offer ride.Offer, offered, accepted ride.Trip) []struct {
 	name string
 	typ  string
 	msg  any
@@ -1398,13 +1400,13 @@ func liveMapCases(t *testing.T, at time.Time, offer events.Offer, offered, accep
 		}
 	}
 	speed := 8.5
-	mustApply(events.TypeDriverAvailability, "d-42", at, events.DriverAvailability{DriverID: "d-42", Available: true})
-	mustApply(events.TypeDriverLocation, "d-42", at, events.DriverLocation{DriverID: "d-42", Lat: 37.775, Lng: -122.42, SpeedMPS: &speed})
-	mustApply(events.TypeDriverLocation, "d-7", at, events.DriverLocation{DriverID: "d-7", Lat: 37.78, Lng: -122.41})
-	mustApply(events.TypeTripUpdated, "t-1", at, events.TripUpdated{Trip: offered, Cause: events.TypeDispatchOffer})
+	mustApply(events.TypeDriverAvailability, "d-42", at, ride.DriverAvailability{DriverID: "d-42", Available: true})
+	mustApply(events.TypeDriverLocation, "d-42", at, ride.DriverLocation{DriverID: "d-42", Lat: 37.775, Lng: -122.42, SpeedMPS: &speed})
+	mustApply(events.TypeDriverLocation, "d-7", at, ride.DriverLocation{DriverID: "d-7", Lat: 37.78, Lng: -122.41})
+	mustApply(events.TypeTripUpdated, "t-1", at, ride.TripUpdated{Trip: offered, Cause: events.TypeDispatchOffer})
 	snap := agg.Tick(at, true).Snapshot
-	mustApply(events.TypeDriverLocation, "d-7", at.Add(time.Second), events.DriverLocation{DriverID: "d-7", Lat: 37.7801, Lng: -122.4102})
-	mustApply(events.TypeTripUpdated, "t-1", at.Add(time.Second), events.TripUpdated{Trip: accepted, Cause: events.TypeOfferAccept, EndedOffer: &offer})
+	mustApply(events.TypeDriverLocation, "d-7", at.Add(time.Second), ride.DriverLocation{DriverID: "d-7", Lat: 37.7801, Lng: -122.4102})
+	mustApply(events.TypeTripUpdated, "t-1", at.Add(time.Second), ride.TripUpdated{Trip: accepted, Cause: events.TypeOfferAccept, EndedOffer: &offer})
 	delta := agg.Tick(at.Add(time.Second), false).Delta
 	var sm livemap.SnapshotMessage
 	if err := decodeStrict(snap, &sm); err != nil {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/ride"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	ev "github.com/hexride/hexride/events"
 )
 
 // metresNorth is a point d metres due north of (lat, lng): the tests'
@@ -144,7 +143,7 @@ func TestImplausibleLocationsAreNotPublished(t *testing.T) {
 	defer pub.mu.Unlock()
 	var lats []float64
 	for _, out := range pub.outs {
-		var loc ev.DriverLocation
+		var loc ride.DriverLocation
 		if err := out.Env.DecodePayload(&loc); err != nil {
 			t.Fatal(err)
 		}

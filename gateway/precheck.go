@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // precheck answers, before anything is published, a command that cannot
@@ -22,7 +22,7 @@ func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *Protocol
 			s.log.Warn("precheck current trip", "user", sess.user, "err", err)
 			return unavailable
 		}
-		if ok && !ev.Terminal(t.State) {
+		if ok && !ride.Terminal(t.State) {
 			return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("you already have an active trip %s", t.TripID)}
 		}
 		return nil

@@ -10,8 +10,9 @@ import (
 
 	fastjson "github.com/segmentio/encoding/json"
 
-	"github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // Client-to-server message types of protocol.md.
@@ -77,7 +78,7 @@ var ClientMessageTypes = map[string][]string{
 }
 
 // ServerMessageTypes lists every message the gateway sends to phones.
-var ServerMessageTypes = append([]string{MsgAck, MsgError, MsgMapSnapshot, MsgMapDelta, MsgMapDetail}, events.PushTypes...)
+var ServerMessageTypes = append([]string{MsgAck, MsgError, MsgMapSnapshot, MsgMapDelta, MsgMapDetail}, protocol.PushTypes...)
 
 const (
 	// MaxFrameBytes is the largest frame a client may send.
@@ -123,7 +124,7 @@ type Point struct {
 }
 
 // LatLng returns the point; call only on a validated frame.
-func (p *Point) LatLng() *events.LatLng { return &events.LatLng{Lat: *p.Lat, Lng: *p.Lng} }
+func (p *Point) LatLng() *ride.LatLng { return &ride.LatLng{Lat: *p.Lat, Lng: *p.Lng} }
 
 // ProtocolError is an `error` answer.
 type ProtocolError struct {

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hexride/hexride/protocol"
 	fastjson "github.com/segmentio/encoding/json"
-
-	"github.com/hexride/hexride/events"
 )
 
 func fp(v float64) *float64 { return &v }
@@ -285,7 +284,7 @@ func TestAuthorize(t *testing.T) {
 			})
 		}
 	}
-	for _, typ := range []string{"teleport", "", MsgAck, events.PushTrip} {
+	for _, typ := range []string{"teleport", "", MsgAck, protocol.PushTrip} {
 		if perr := Authorize(RoleDriver, Frame{Type: typ}); perr == nil || perr.Code != CodeForbidden {
 			t.Errorf("Authorize(driver, %q) = %v, want %q", typ, perr, CodeForbidden)
 		}

@@ -9,6 +9,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
 )
 
 // TestNumberAll numbers a batch in one round trip on a Redis that has never
@@ -64,12 +65,12 @@ func TestHandlePushesRefusesBadPushes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		typ  string
-		push ev.Push
+		push protocol.Push
 	}{
-		{"not a push", "trip.updated", ev.Push{UserID: "a", Message: []byte(`{"type":"trip"}`)}},
-		{"no user", ev.TypePush, ev.Push{Message: []byte(`{"type":"trip"}`)}},
-		{"empty message", ev.TypePush, ev.Push{UserID: "a", Message: []byte(`{}`)}},
-		{"message not an object", ev.TypePush, ev.Push{UserID: "a", Message: []byte(`[1]`)}},
+		{"not a push", "trip.updated", protocol.Push{UserID: "a", Message: []byte(`{"type":"trip"}`)}},
+		{"no user", ev.TypePush, protocol.Push{Message: []byte(`{"type":"trip"}`)}},
+		{"empty message", ev.TypePush, protocol.Push{UserID: "a", Message: []byte(`{}`)}},
+		{"message not an object", ev.TypePush, protocol.Push{UserID: "a", Message: []byte(`[1]`)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := ev.NewWithID(fmt.Sprintf("bad-%s", tc.name), tc.typ, "a", at, tc.push)
@@ -90,7 +91,7 @@ func TestLateLocationsAreDropped(t *testing.T) {
 	ctx := context.Background()
 	at := time.Now()
 	push := func(id, msg string) ev.Envelope {
-		e, err := ev.NewWithID(id, ev.TypePush, "r-1", at, ev.Push{UserID: "r-1", Message: []byte(msg)})
+		e, err := ev.NewWithID(id, ev.TypePush, "r-1", at, protocol.Push{UserID: "r-1", Message: []byte(msg)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,6 +25,8 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/supply"
 )
 
@@ -42,8 +44,8 @@ type Publisher interface {
 // machine, which tripstate owns.
 type TripReader interface {
 	Legal(state, command string) bool
-	Trip(ctx context.Context, id string) (ev.Trip, bool, error)
-	CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error)
+	Trip(ctx context.Context, id string) (ride.Trip, bool, error)
+	CurrentTrip(ctx context.Context, userID, role string) (ride.Trip, bool, error)
 	// Ended says which of the trips have ended (or do not exist).
 	Ended(ctx context.Context, tripIDs []string) (map[string]bool, error)
 }
@@ -353,7 +355,7 @@ func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) error {
 		if e.Type != ev.TypePush {
 			return ev.Permanent(fmt.Errorf("unknown push event type %q", e.Type))
 		}
-		var p ev.Push
+		var p protocol.Push
 		if err := e.DecodePayload(&p); err != nil {
 			return err
 		}
@@ -397,7 +399,7 @@ func (s *Server) dropLateLocations(ctx context.Context, ps []ToNumber) ([]ToNumb
 			Type   string `json:"type"`
 			TripID string `json:"trip_id"`
 		}
-		if json.Unmarshal(t.Msg, &m) != nil || m.Type != ev.PushDriverLocation {
+		if json.Unmarshal(t.Msg, &m) != nil || m.Type != protocol.PushDriverLocation {
 			continue
 		}
 		tripOf[i] = m.TripID

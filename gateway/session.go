@@ -15,6 +15,8 @@ import (
 	"golang.org/x/time/rate"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // session is one open socket. An idle session costs one goroutine, its
@@ -283,13 +285,13 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		return err
 	}
 	if gap {
-		rs := ev.ResyncMessage{Type: ev.PushResync}
+		rs := protocol.ResyncMessage{Type: protocol.PushResync}
 		t, ok, err := s.trips.CurrentTrip(ctx, sess.user, sess.role)
 		if err != nil {
 			return err
 		}
 		if ok {
-			m := ev.NewTripMessage(t)
+			m := protocol.NewTripMessage(t)
 			rs.Trip = &m
 		}
 		b, err := json.Marshal(rs)
@@ -387,7 +389,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
-		loc := ev.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}
+		loc := ride.DriverLocation{DriverID: sess.user, Lat: *f.Lat, Lng: *f.Lng, Heading: f.Heading, SpeedMPS: f.SpeedMPS, At: f.At}
 		env, err := ev.New(ev.TypeDriverLocation, sess.user, now, loc)
 		if err == nil {
 			out := ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}
@@ -408,7 +410,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		return
 	case MsgAvailability:
 		s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
-			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ev.DriverAvailability{DriverID: sess.user, Available: *f.Available})
+			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ride.DriverAvailability{DriverID: sess.user, Available: *f.Available})
 			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
 		}, s.recordAvailability)
 		return
@@ -417,7 +419,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		if perr := s.precheck(ctx, sess, f); perr != nil {
 			return ev.Outgoing{}, "", perr
 		}
-		cmd := ev.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
+		cmd := ride.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
 		if f.Type == MsgRideRequest {
 			cmd.TripID = "t-" + ev.NewID()[:20]
 			cmd.Pickup, cmd.Dropoff = f.Pickup.LatLng(), f.Dropoff.LatLng()
@@ -432,7 +434,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 // change holds until the driver says otherwise, long after its event has
 // left the part of the log they re-read.
 func (s *Server) recordAvailability(ctx context.Context, out ev.Outgoing) error {
-	var a ev.DriverAvailability
+	var a ride.DriverAvailability
 	if err := out.Env.DecodePayload(&a); err != nil {
 		return err
 	}

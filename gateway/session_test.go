@@ -21,6 +21,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/ride"
 )
 
 // published records what the gateway put on the log.
@@ -45,11 +46,11 @@ func (p *published) Send(ctx context.Context, outs ...ev.Outgoing) error {
 type noTrips struct{}
 
 func (noTrips) Legal(string, string) bool { return false }
-func (noTrips) Trip(context.Context, string) (ev.Trip, bool, error) {
-	return ev.Trip{}, false, nil
+func (noTrips) Trip(context.Context, string) (ride.Trip, bool, error) {
+	return ride.Trip{}, false, nil
 }
-func (noTrips) CurrentTrip(context.Context, string, string) (ev.Trip, bool, error) {
-	return ev.Trip{}, false, nil
+func (noTrips) CurrentTrip(context.Context, string, string) (ride.Trip, bool, error) {
+	return ride.Trip{}, false, nil
 }
 
 // Ended reports the trips whose ids start with "ended-" as ended.

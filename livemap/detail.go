@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Detail is the answer to a viewer's map.inspect: one driver or one trip,
@@ -23,12 +24,12 @@ type DriverDetail struct {
 	DriverID  string         `json:"driver_id"`
 	State     string         `json:"state"`
 	Available bool           `json:"available"`
-	Position  ev.LatLng      `json:"position"`
+	Position  ride.LatLng    `json:"position"`
 	SpeedMPS  *float64       `json:"speed_mps,omitempty"`
 	LastPing  string         `json:"last_ping"`
 	TripID    string         `json:"trip_id,omitempty"`
 	OfferTrip string         `json:"offer_trip_id,omitempty"`
-	Trail     []ev.LatLng    `json:"trail"`
+	Trail     []ride.LatLng  `json:"trail"`
 	History   []HistoryEntry `json:"history"`
 }
 
@@ -38,8 +39,8 @@ type TripDetail struct {
 	State       string         `json:"state"`
 	Version     int64          `json:"version"`
 	DriverID    string         `json:"driver_id,omitempty"`
-	Pickup      ev.LatLng      `json:"pickup"`
-	Dropoff     ev.LatLng      `json:"dropoff"`
+	Pickup      ride.LatLng    `json:"pickup"`
+	Dropoff     ride.LatLng    `json:"dropoff"`
 	RequestedAt string         `json:"requested_at"`
 	History     []HistoryEntry `json:"history"`
 }
@@ -67,9 +68,9 @@ func (a *Aggregator) Inspect(kind string, slot int64) (Detail, error) {
 		}
 		d := a.bySlot[slot]
 		out.Driver = &DriverDetail{DriverID: d.id, State: DriverStateNames[d.state()], Available: d.available,
-			Position: ev.LatLng{Lat: d.lat, Lng: d.lng}, SpeedMPS: d.speed, LastPing: ev.FormatTime(d.lastPing),
+			Position: ride.LatLng{Lat: d.lat, Lng: d.lng}, SpeedMPS: d.speed, LastPing: ev.FormatTime(d.lastPing),
 			TripID: d.trip, OfferTrip: d.offerTrip,
-			Trail: append([]ev.LatLng{}, d.trail...), History: append([]HistoryEntry{}, d.history...)}
+			Trail: append([]ride.LatLng{}, d.trail...), History: append([]HistoryEntry{}, d.history...)}
 	case KindTrip:
 		if slot < 0 || slot >= int64(len(a.tripAt)) || a.tripAt[slot] == nil {
 			return Detail{}, fmt.Errorf("trip slot %d: %w", slot, ErrNotOnMap)

@@ -9,6 +9,7 @@ import (
 	"github.com/uber/h3-go/v4"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Wire message types of the viewer feed (documented in asyncapi.yaml).
@@ -215,7 +216,7 @@ func (a *Aggregator) counts() map[int32][2]int {
 		}
 	}
 	for _, t := range a.trips {
-		if t.state != ev.StateRequested && t.state != ev.StateOffered {
+		if t.state != ride.StateRequested && t.state != ride.StateOffered {
 			continue
 		}
 		if i := a.cellIndex(t.pickupCell); i >= 0 {

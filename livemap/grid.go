@@ -3,9 +3,8 @@ package livemap
 import (
 	"fmt"
 
+	"github.com/hexride/hexride/ride"
 	"github.com/uber/h3-go/v4"
-
-	ev "github.com/hexride/hexride/events"
 )
 
 // MaxGridCells bounds the grid Grid draws: a map background, not a tiling
@@ -14,7 +13,7 @@ const MaxGridCells = 50_000
 
 // Grid outlines the H3 cells at res whose centres fall in the box, so the
 // page can draw the grid without an H3 library of its own.
-func Grid(south, west, north, east float64, res int) ([][]ev.LatLng, error) {
+func Grid(south, west, north, east float64, res int) ([][]ride.LatLng, error) {
 	if !(south < north && west < east) || south < -90 || north > 90 || west < -180 || east > 180 {
 		return nil, fmt.Errorf("livemap: grid box %v,%v–%v,%v: want south<north and west<east within WGS84", south, west, north, east)
 	}
@@ -28,12 +27,12 @@ func Grid(south, west, north, east float64, res int) ([][]ev.LatLng, error) {
 	if len(cells) > MaxGridCells {
 		return nil, fmt.Errorf("livemap: grid of %d cells at resolution %d is more than %d: use a smaller box or a coarser resolution", len(cells), res, MaxGridCells)
 	}
-	out := make([][]ev.LatLng, len(cells))
+	out := make([][]ride.LatLng, len(cells))
 	for i, c := range cells {
 		b := h3.CellToBoundary(c)
-		loop := make([]ev.LatLng, len(b))
+		loop := make([]ride.LatLng, len(b))
 		for j, v := range b {
-			loop[j] = ev.LatLng{Lat: v.Lat, Lng: v.Lng}
+			loop[j] = ride.LatLng{Lat: v.Lat, Lng: v.Lng}
 		}
 		out[i] = loop
 	}

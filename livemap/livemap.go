@@ -24,6 +24,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/ride"
 )
 
 // Driver states on the wire (the "state" of a driver entry).
@@ -49,11 +50,11 @@ const (
 )
 
 var tripCodes = map[string]int{
-	ev.StateRequested:  TripRequested,
-	ev.StateOffered:    TripOffered,
-	ev.StateAccepted:   TripAccepted,
-	ev.StateArrived:    TripArrived,
-	ev.StateInProgress: TripInProgress,
+	ride.StateRequested:  TripRequested,
+	ride.StateOffered:    TripOffered,
+	ride.StateAccepted:   TripAccepted,
+	ride.StateArrived:    TripArrived,
+	ride.StateInProgress: TripInProgress,
 }
 
 // Config of an aggregator. Zero values take the defaults.
@@ -128,13 +129,13 @@ type driver struct {
 	pubState       int
 	dirty          bool
 
-	trail   []ev.LatLng // last positions, oldest first
+	trail   []ride.LatLng // last positions, oldest first
 	history []HistoryEntry
 }
 
 func (d *driver) state() int {
 	switch {
-	case d.trip != "" && d.tripState == ev.StateInProgress:
+	case d.trip != "" && d.tripState == ride.StateInProgress:
 		return DriverOnTrip
 	case d.trip != "":
 		return DriverEnRoute
@@ -151,9 +152,9 @@ type trip struct {
 	slot        int32
 	state       string
 	version     int64
-	driverID    string    // assigned driver, or the one holding the open offer
-	pickup      ev.LatLng // the centre of its RiderPointResolution cell (privacy.go)
-	dropoff     ev.LatLng // likewise
+	driverID    string      // assigned driver, or the one holding the open offer
+	pickup      ride.LatLng // the centre of its RiderPointResolution cell (privacy.go)
+	dropoff     ride.LatLng // likewise
 	pickupCell  h3.Cell
 	requestedAt time.Time
 	history     []HistoryEntry
@@ -213,7 +214,7 @@ func New(cfg Config) (*Aggregator, error) {
 func (a *Aggregator) Apply(e ev.Envelope) error {
 	switch e.Type {
 	case ev.TypeDriverLocation:
-		var p ev.DriverLocation
+		var p ride.DriverLocation
 		if err := e.DecodePayload(&p); err != nil {
 			return err
 		}
@@ -224,7 +225,7 @@ func (a *Aggregator) Apply(e ev.Envelope) error {
 		defer a.mu.Unlock()
 		a.ping(p, e.OccurredAt)
 	case ev.TypeDriverAvailability:
-		var p ev.DriverAvailability
+		var p ride.DriverAvailability
 		if err := e.DecodePayload(&p); err != nil {
 			return err
 		}
@@ -242,7 +243,7 @@ func (a *Aggregator) Apply(e ev.Envelope) error {
 			a.note(d, e.OccurredAt, map[bool]string{true: "available", false: "unavailable"}[p.Available])
 		}
 	case ev.TypeTripUpdated:
-		var p ev.TripUpdated
+		var p ride.TripUpdated
 		if err := e.DecodePayload(&p); err != nil {
 			return err
 		}
@@ -308,7 +309,7 @@ func appendCapped[T any](s []T, v T, n int) []T {
 	return append(s, v)
 }
 
-func (a *Aggregator) ping(p ev.DriverLocation, at time.Time) {
+func (a *Aggregator) ping(p ride.DriverLocation, at time.Time) {
 	d := a.driver(p.DriverID)
 	if at.Before(d.lastPing) {
 		return // an older ping arriving late (or a replay) must not move the driver back
@@ -323,12 +324,12 @@ func (a *Aggregator) ping(p ev.DriverLocation, at time.Time) {
 	}
 	if moved {
 		d.cell = a.locate.Cell(geo.LatLng{Lat: p.Lat, Lng: p.Lng}, d.cell)
-		d.trail = appendCapped(d.trail, ev.LatLng{Lat: p.Lat, Lng: p.Lng}, a.cfg.History)
+		d.trail = appendCapped(d.trail, ride.LatLng{Lat: p.Lat, Lng: p.Lng}, a.cfg.History)
 	}
 	a.markDriver(d)
 }
 
-func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
+func (a *Aggregator) tripUpdated(p ride.TripUpdated) {
 	tr := p.Trip
 	if p.EndedOffer != nil && p.EndedOffer.DriverID != "" {
 		if d := a.drivers[p.EndedOffer.DriverID]; d != nil && d.offerTrip == tr.TripID {
@@ -336,7 +337,7 @@ func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
 			a.note(d, tr.UpdatedAt, "offer for "+tr.TripID+" ended ("+p.Cause+")")
 		}
 	}
-	if ev.Terminal(tr.State) {
+	if ride.Terminal(tr.State) {
 		a.endTrip(tr, p.Cause)
 		return
 	}
@@ -360,11 +361,11 @@ func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
 		}
 		t.history = appendCapped(t.history, HistoryEntry{At: ev.FormatTime(tr.UpdatedAt), What: what}, a.cfg.History)
 	}
-	if tr.State == ev.StateOffered && tr.Offer != nil && len(tr.Offered) == 1 && !tr.RequestedAt.IsZero() {
+	if tr.State == ride.StateOffered && tr.Offer != nil && len(tr.Offered) == 1 && !tr.RequestedAt.IsZero() {
 		// The first offer of a trip: the request→offer latency.
 		a.stats.offer(tr.UpdatedAt, tr.UpdatedAt.Sub(tr.RequestedAt))
 	}
-	if tr.State == ev.StateAccepted && t.state != ev.StateAccepted {
+	if tr.State == ride.StateAccepted && t.state != ride.StateAccepted {
 		a.stats.match(tr.UpdatedAt)
 	}
 	t.state, t.version = tr.State, tr.Version
@@ -374,14 +375,14 @@ func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
 	}
 	t.requestedAt = tr.RequestedAt
 	switch {
-	case tr.State == ev.StateOffered && tr.Offer != nil:
+	case tr.State == ride.StateOffered && tr.Offer != nil:
 		t.driverID = tr.Offer.DriverID
 		d := a.driver(tr.Offer.DriverID)
 		if d.offerTrip != tr.TripID {
 			d.offerTrip = tr.TripID
 			a.note(d, tr.UpdatedAt, "offered "+tr.TripID)
 		}
-	case tr.DriverID != "" && (tr.State == ev.StateAccepted || tr.State == ev.StateArrived || tr.State == ev.StateInProgress):
+	case tr.DriverID != "" && (tr.State == ride.StateAccepted || tr.State == ride.StateArrived || tr.State == ride.StateInProgress):
 		t.driverID = tr.DriverID
 		d := a.driver(tr.DriverID)
 		if d.offerTrip == tr.TripID {
@@ -397,7 +398,7 @@ func (a *Aggregator) tripUpdated(p ev.TripUpdated) {
 	a.markTrip(t)
 }
 
-func (a *Aggregator) endTrip(tr ev.Trip, cause string) {
+func (a *Aggregator) endTrip(tr ride.Trip, cause string) {
 	if tr.DriverID != "" {
 		if d := a.drivers[tr.DriverID]; d != nil && d.trip == tr.TripID {
 			d.trip, d.tripState = "", ""
@@ -580,7 +581,7 @@ func (a *Aggregator) figures(now time.Time) Stats {
 	}
 	for _, t := range a.trips {
 		s.Active[t.state]++
-		if t.state == ev.StateRequested || t.state == ev.StateOffered {
+		if t.state == ride.StateRequested || t.state == ride.StateOffered {
 			s.OpenRequests++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 var t0 = time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
@@ -43,30 +44,30 @@ func apply(t testing.TB, a *Aggregator, typ, key string, at time.Time, payload a
 
 func ping(t testing.TB, a *Aggregator, id string, at time.Time, lat, lng float64) {
 	t.Helper()
-	apply(t, a, ev.TypeDriverLocation, id, at, ev.DriverLocation{DriverID: id, Lat: lat, Lng: lng})
+	apply(t, a, ev.TypeDriverLocation, id, at, ride.DriverLocation{DriverID: id, Lat: lat, Lng: lng})
 }
 
 func avail(t testing.TB, a *Aggregator, id string, at time.Time, on bool) {
 	t.Helper()
-	apply(t, a, ev.TypeDriverAvailability, id, at, ev.DriverAvailability{DriverID: id, Available: on})
+	apply(t, a, ev.TypeDriverAvailability, id, at, ride.DriverAvailability{DriverID: id, Available: on})
 }
 
-var pickup, dropoff = ev.LatLng{Lat: 37.7749, Lng: -122.4194}, ev.LatLng{Lat: 37.79, Lng: -122.40}
+var pickup, dropoff = ride.LatLng{Lat: 37.7749, Lng: -122.4194}, ride.LatLng{Lat: 37.79, Lng: -122.40}
 
 // tripAt is trip t-1 of rider r-secret in a state, as tripstate would emit it.
-func tripAt(state string, version int64, driver string, at time.Time) ev.TripUpdated {
-	tr := ev.Trip{TripID: "t-1", State: state, Version: version, RiderID: "r-secret", Pickup: pickup, Dropoff: dropoff,
+func tripAt(state string, version int64, driver string, at time.Time) ride.TripUpdated {
+	tr := ride.Trip{TripID: "t-1", State: state, Version: version, RiderID: "r-secret", Pickup: pickup, Dropoff: dropoff,
 		RequestedAt: t0, UpdatedAt: at}
 	switch state {
-	case ev.StateOffered:
-		tr.Offer = &ev.Offer{OfferID: "o-1", DriverID: driver, ExpiresAt: at.Add(10 * time.Second)}
+	case ride.StateOffered:
+		tr.Offer = &ride.Offer{OfferID: "o-1", DriverID: driver, ExpiresAt: at.Add(10 * time.Second)}
 		tr.Offered = []string{driver}
-	case ev.StateRequested:
+	case ride.StateRequested:
 	default:
 		tr.DriverID = driver
 		tr.Offered = []string{driver}
 	}
-	return ev.TripUpdated{Trip: tr, Cause: "test"}
+	return ride.TripUpdated{Trip: tr, Cause: "test"}
 }
 
 // The driver's colour follows availability and its trip through the whole
@@ -74,13 +75,13 @@ func tripAt(state string, version int64, driver string, at time.Time) ev.TripUpd
 func TestDriverStateFollowsEvents(t *testing.T) {
 	type step struct {
 		availability *bool
-		trip         *ev.TripUpdated
+		trip         *ride.TripUpdated
 		want         string
 	}
 	on, off := true, false
-	up := func(u ev.TripUpdated) *ev.TripUpdated { return &u }
-	declined := tripAt(ev.StateRequested, 3, "", t0)
-	declined.EndedOffer = &ev.Offer{OfferID: "o-1", DriverID: "d-1"}
+	up := func(u ride.TripUpdated) *ride.TripUpdated { return &u }
+	declined := tripAt(ride.StateRequested, 3, "", t0)
+	declined.EndedOffer = &ride.Offer{OfferID: "o-1", DriverID: "d-1"}
 	tests := []struct {
 		name  string
 		steps []step
@@ -90,27 +91,27 @@ func TestDriverStateFollowsEvents(t *testing.T) {
 		{"available then off duty", []step{{availability: &on, want: "available"}, {availability: &off, want: "unavailable"}}},
 		{"a whole ride", []step{
 			{availability: &on, want: "available"},
-			{trip: up(tripAt(ev.StateRequested, 1, "", t0)), want: "available"},
-			{trip: up(tripAt(ev.StateOffered, 2, "d-1", t0)), want: "offered"},
-			{trip: up(tripAt(ev.StateAccepted, 3, "d-1", t0)), want: "en_route"},
-			{trip: up(tripAt(ev.StateArrived, 4, "d-1", t0)), want: "en_route"},
-			{trip: up(tripAt(ev.StateInProgress, 5, "d-1", t0)), want: "on_trip"},
-			{trip: up(tripAt(ev.StateCompleted, 6, "d-1", t0)), want: "available"},
+			{trip: up(tripAt(ride.StateRequested, 1, "", t0)), want: "available"},
+			{trip: up(tripAt(ride.StateOffered, 2, "d-1", t0)), want: "offered"},
+			{trip: up(tripAt(ride.StateAccepted, 3, "d-1", t0)), want: "en_route"},
+			{trip: up(tripAt(ride.StateArrived, 4, "d-1", t0)), want: "en_route"},
+			{trip: up(tripAt(ride.StateInProgress, 5, "d-1", t0)), want: "on_trip"},
+			{trip: up(tripAt(ride.StateCompleted, 6, "d-1", t0)), want: "available"},
 		}},
 		{"declined offer frees the driver", []step{
 			{availability: &on, want: "available"},
-			{trip: up(tripAt(ev.StateOffered, 2, "d-1", t0)), want: "offered"},
+			{trip: up(tripAt(ride.StateOffered, 2, "d-1", t0)), want: "offered"},
 			{trip: &declined, want: "available"},
 		}},
 		{"a stale update changes nothing", []step{
 			{availability: &on, want: "available"},
-			{trip: up(tripAt(ev.StateInProgress, 5, "d-1", t0)), want: "on_trip"},
-			{trip: up(tripAt(ev.StateAccepted, 3, "d-1", t0)), want: "on_trip"},
+			{trip: up(tripAt(ride.StateInProgress, 5, "d-1", t0)), want: "on_trip"},
+			{trip: up(tripAt(ride.StateAccepted, 3, "d-1", t0)), want: "on_trip"},
 		}},
 		{"cancelled while en route frees the driver", []step{
 			{availability: &on, want: "available"},
-			{trip: up(tripAt(ev.StateAccepted, 3, "d-1", t0)), want: "en_route"},
-			{trip: up(tripAt(ev.StateCancelled, 4, "d-1", t0)), want: "available"},
+			{trip: up(tripAt(ride.StateAccepted, 3, "d-1", t0)), want: "en_route"},
+			{trip: up(tripAt(ride.StateCancelled, 4, "d-1", t0)), want: "available"},
 		}},
 	}
 	for _, tc := range tests {
@@ -273,7 +274,7 @@ func TestDeltasReproduceSnapshots(t *testing.T) {
 						avail(t, a, id, now, r.IntN(3) > 0)
 					case 1, 2:
 						trip := fmt.Sprintf("t-%d", r.IntN(15))
-						states := []string{ev.StateRequested, ev.StateOffered, ev.StateAccepted, ev.StateArrived, ev.StateInProgress, ev.StateCompleted, ev.StateCancelled}
+						states := []string{ride.StateRequested, ride.StateOffered, ride.StateAccepted, ride.StateArrived, ride.StateInProgress, ride.StateCompleted, ride.StateCancelled}
 						versions[trip]++
 						u := tripAt(states[r.IntN(len(states))], versions[trip], id, now)
 						u.Trip.TripID = trip
@@ -345,7 +346,7 @@ func TestStaleDriversLeaveAndSlotsWait(t *testing.T) {
 // A redelivered or late ping never moves a driver back.
 func TestPingsAreIdempotent(t *testing.T) {
 	a := mustNew(t)
-	e := env(t, ev.TypeDriverLocation, "d-1", t0.Add(time.Second), ev.DriverLocation{DriverID: "d-1", Lat: 37.78, Lng: -122.41})
+	e := env(t, ev.TypeDriverLocation, "d-1", t0.Add(time.Second), ride.DriverLocation{DriverID: "d-1", Lat: 37.78, Lng: -122.41})
 	for range 3 {
 		if err := a.Apply(e); err != nil {
 			t.Fatal(err)
@@ -357,7 +358,7 @@ func TestPingsAreIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Driver.Position != (ev.LatLng{Lat: 37.78, Lng: -122.41}) || len(d.Driver.Trail) != 1 {
+	if d.Driver.Position != (ride.LatLng{Lat: 37.78, Lng: -122.41}) || len(d.Driver.Trail) != 1 {
 		t.Fatalf("driver at %v with trail %v, want the newest ping once", d.Driver.Position, d.Driver.Trail)
 	}
 }
@@ -367,8 +368,8 @@ func TestNoRiderIdentities(t *testing.T) {
 	a := mustNew(t)
 	avail(t, a, "d-1", t0, true)
 	ping(t, a, "d-1", t0, 37.77, -122.42)
-	apply(t, a, ev.TypeTripUpdated, "t-1", t0, tripAt(ev.StateRequested, 1, "", t0))
-	apply(t, a, ev.TypeTripUpdated, "t-1", t0, tripAt(ev.StateAccepted, 3, "d-1", t0))
+	apply(t, a, ev.TypeTripUpdated, "t-1", t0, tripAt(ride.StateRequested, 1, "", t0))
+	apply(t, a, ev.TypeTripUpdated, "t-1", t0, tripAt(ride.StateAccepted, 3, "d-1", t0))
 	f := a.Tick(t0, true)
 	dd, err := a.Inspect(KindDriver, 0)
 	if err != nil {
@@ -406,15 +407,15 @@ func TestInspectRefusesBadSlots(t *testing.T) {
 func TestFiguresOverTheLastMinute(t *testing.T) {
 	a := mustNew(t)
 	for i := range 100 {
-		u := tripAt(ev.StateOffered, 2, fmt.Sprintf("d-%d", i), t0.Add(time.Duration(i+1)*time.Millisecond))
+		u := tripAt(ride.StateOffered, 2, fmt.Sprintf("d-%d", i), t0.Add(time.Duration(i+1)*time.Millisecond))
 		u.Trip.TripID = fmt.Sprintf("t-%d", i)
 		apply(t, a, ev.TypeTripUpdated, u.Trip.TripID, t0, u)
 	}
-	done := tripAt(ev.StateCompleted, 6, "d-0", t0)
+	done := tripAt(ride.StateCompleted, 6, "d-0", t0)
 	done.Trip.TripID = "t-0"
 	apply(t, a, ev.TypeTripUpdated, "t-0", t0, done)
 	apply(t, a, ev.TypeTripUpdated, "t-0", t0, done) // redelivered
-	acc := tripAt(ev.StateAccepted, 3, "d-1", t0)
+	acc := tripAt(ride.StateAccepted, 3, "d-1", t0)
 	acc.Trip.TripID = "t-1"
 	apply(t, a, ev.TypeTripUpdated, "t-1", t0, acc)
 
@@ -422,8 +423,8 @@ func TestFiguresOverTheLastMinute(t *testing.T) {
 	if err := json.Unmarshal(a.Tick(t0.Add(time.Second), true).Snapshot, &s); err != nil {
 		t.Fatal(err)
 	}
-	want := Stats{OpenRequests: 98, Active: map[string]int{ev.StateOffered: 98, ev.StateAccepted: 1},
-		EndedLastMin: map[string]int{ev.StateCompleted: 1}, MatchesLastMin: 1, OfferP50Ms: 50, OfferP99Ms: 99, OfferSamples: 100}
+	want := Stats{OpenRequests: 98, Active: map[string]int{ride.StateOffered: 98, ride.StateAccepted: 1},
+		EndedLastMin: map[string]int{ride.StateCompleted: 1}, MatchesLastMin: 1, OfferP50Ms: 50, OfferP99Ms: 99, OfferSamples: 100}
 	if !reflect.DeepEqual(s.Stats, want) {
 		t.Fatalf("stats %+v\nwant  %+v", s.Stats, want)
 	}
@@ -531,7 +532,7 @@ func BenchmarkApplyLocation(b *testing.B) {
 				id := fmt.Sprintf("d-%d", i)
 				lat := 37.70 + float64(i%100)*0.002 + float64(step)*0.00009
 				lng := -122.50 + float64(i/100)*0.002
-				envs = append(envs, env(b, ev.TypeDriverLocation, id, at, ev.DriverLocation{DriverID: id, Lat: lat, Lng: lng}))
+				envs = append(envs, env(b, ev.TypeDriverLocation, id, at, ride.DriverLocation{DriverID: id, Lat: lat, Lng: lng}))
 			}
 		}
 		return envs

@@ -1,8 +1,8 @@
 package livemap
 
 import (
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/ride"
 )
 
 // RiderPointResolution is the H3 resolution at which the map shows where
@@ -17,7 +17,7 @@ const RiderPointResolution = 8
 
 // riderPoint is what the map keeps, and so all it can ever show, of a
 // rider's point.
-func riderPoint(p ev.LatLng) ev.LatLng {
+func riderPoint(p ride.LatLng) ride.LatLng {
 	c := geo.CellCenter(geo.LatLng{Lat: p.Lat, Lng: p.Lng}, RiderPointResolution)
-	return ev.LatLng{Lat: c.Lat, Lng: c.Lng}
+	return ride.LatLng{Lat: c.Lat, Lng: c.Lng}
 }

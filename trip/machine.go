@@ -6,6 +6,7 @@ package trip
 
 import (
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Transitions is the whole state machine: state × command → next state.
@@ -13,30 +14,30 @@ import (
 // REQUESTED; it is not a transition. docs/trip-states.md is checked against
 // this table by a test.
 var Transitions = map[string]map[string]string{
-	ev.StateRequested: {
-		ev.TypeDispatchOffer:     ev.StateOffered,
-		ev.TypeTripCancel:        ev.StateCancelled,
-		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
-		ev.TypeTripDeadline:      ev.StateNoDrivers,
+	ride.StateRequested: {
+		ev.TypeDispatchOffer:     ride.StateOffered,
+		ev.TypeTripCancel:        ride.StateCancelled,
+		ev.TypeDispatchNoDrivers: ride.StateNoDrivers,
+		ev.TypeTripDeadline:      ride.StateNoDrivers,
 	},
-	ev.StateOffered: {
-		ev.TypeOfferAccept:       ev.StateAccepted,
-		ev.TypeOfferDecline:      ev.StateRequested,
-		ev.TypeDispatchExpire:    ev.StateRequested,
-		ev.TypeTripCancel:        ev.StateCancelled,
-		ev.TypeDispatchNoDrivers: ev.StateNoDrivers,
-		ev.TypeTripDeadline:      ev.StateNoDrivers,
+	ride.StateOffered: {
+		ev.TypeOfferAccept:       ride.StateAccepted,
+		ev.TypeOfferDecline:      ride.StateRequested,
+		ev.TypeDispatchExpire:    ride.StateRequested,
+		ev.TypeTripCancel:        ride.StateCancelled,
+		ev.TypeDispatchNoDrivers: ride.StateNoDrivers,
+		ev.TypeTripDeadline:      ride.StateNoDrivers,
 	},
-	ev.StateAccepted: {
-		ev.TypeTripArrive: ev.StateArrived,
-		ev.TypeTripCancel: ev.StateCancelled,
+	ride.StateAccepted: {
+		ev.TypeTripArrive: ride.StateArrived,
+		ev.TypeTripCancel: ride.StateCancelled,
 	},
-	ev.StateArrived: {
-		ev.TypeTripStart:  ev.StateInProgress,
-		ev.TypeTripCancel: ev.StateCancelled,
+	ride.StateArrived: {
+		ev.TypeTripStart:  ride.StateInProgress,
+		ev.TypeTripCancel: ride.StateCancelled,
 	},
-	ev.StateInProgress: {
-		ev.TypeTripComplete: ev.StateCompleted,
+	ride.StateInProgress: {
+		ev.TypeTripComplete: ride.StateCompleted,
 	},
 }
 
@@ -51,5 +52,5 @@ func Next(state, cmd string) (string, bool) {
 // active trip, already CANCELLED with ReasonRiderBusy (the gateway acked
 // the request, so it must end where the rider sees it).
 func Created(state, reason string) bool {
-	return state == ev.StateRequested || state == ev.StateCancelled && reason == ReasonRiderBusy
+	return state == ride.StateRequested || state == ride.StateCancelled && reason == ReasonRiderBusy
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // outputs are the events one applied transition causes, with ids derived from
@@ -14,7 +16,7 @@ import (
 // `trip` push to the rider and to the driver attached to the trip (the
 // offered driver while OFFERED, the assigned driver from ACCEPTED, and the
 // driver whose offer this transition just closed).
-func outputs(u ev.TripUpdated) []ev.Outgoing {
+func outputs(u ride.TripUpdated) []ev.Outgoing {
 	t := u.Trip
 	at := t.UpdatedAt
 	var outs []ev.Outgoing
@@ -33,13 +35,13 @@ func outputs(u ev.TripUpdated) []ev.Outgoing {
 			panic(err)
 		}
 		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, user), ev.TypePush, user,
-			ev.Push{UserID: user, Message: b})
+			protocol.Push{UserID: user, Message: b})
 	}
-	if t.State == ev.StateOffered && t.Offer != nil {
-		push(t.Offer.DriverID, ev.PushOffer, ev.NewOfferMessage(t, *t.Offer))
+	if t.State == ride.StateOffered && t.Offer != nil {
+		push(t.Offer.DriverID, protocol.PushOffer, protocol.NewOfferMessage(t, *t.Offer))
 	}
-	msg := ev.NewTripMessage(t)
-	push(t.RiderID, ev.PushTrip, msg)
+	msg := protocol.NewTripMessage(t)
+	push(t.RiderID, protocol.PushTrip, msg)
 	driver := t.DriverID
 	switch {
 	case driver != "":
@@ -49,7 +51,7 @@ func outputs(u ev.TripUpdated) []ev.Outgoing {
 		driver = u.EndedOffer.DriverID
 	}
 	if driver != "" {
-		push(driver, ev.PushTrip, msg)
+		push(driver, protocol.PushTrip, msg)
 	}
 	return outs
 }
@@ -61,7 +63,7 @@ func outputs(u ev.TripUpdated) []ev.Outgoing {
 func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) error {
 	type ping struct {
 		e   ev.Envelope
-		loc ev.DriverLocation
+		loc ride.DriverLocation
 	}
 	pings := make([]ping, 0, len(es))
 	seen := map[string]bool{}
@@ -74,7 +76,7 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 		default:
 			return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
 		}
-		var loc ev.DriverLocation
+		var loc ride.DriverLocation
 		if err := e.DecodePayload(&loc); err != nil {
 			return err
 		}
@@ -94,12 +96,12 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 		if !ok {
 			continue
 		}
-		msg, err := json.Marshal(ev.DriverLocationMessage{Type: ev.PushDriverLocation, TripID: c.TripID, Lat: p.loc.Lat, Lng: p.loc.Lng,
+		msg, err := json.Marshal(protocol.DriverLocationMessage{Type: protocol.PushDriverLocation, TripID: c.TripID, Lat: p.loc.Lat, Lng: p.loc.Lng,
 			Heading: p.loc.Heading, At: ev.FormatTime(p.e.OccurredAt)})
 		if err != nil {
 			return fmt.Errorf("encode driver.location push: %w", err)
 		}
-		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, c.RiderID, p.e.OccurredAt, ev.Push{UserID: c.RiderID, Message: msg})
+		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, c.RiderID, p.e.OccurredAt, protocol.Push{UserID: c.RiderID, Message: msg})
 		if err != nil {
 			return err
 		}

@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/hexride/hexride/ride"
 	"github.com/redis/go-redis/v9"
-
-	ev "github.com/hexride/hexride/events"
 )
 
 // TripKey is the Redis key of a trip's hash {v, json, last}, for readers
@@ -16,7 +15,7 @@ func TripKey(id string) string { return tripKey(id) }
 
 // encodeHash encodes the json and last fields of a trip's hash; the apply
 // script and Restore write the same bytes for the same update.
-func encodeHash(u ev.TripUpdated) (tripJSON, updJSON []byte, err error) {
+func encodeHash(u ride.TripUpdated) (tripJSON, updJSON []byte, err error) {
 	if tripJSON, err = json.Marshal(u.Trip); err != nil {
 		return nil, nil, fmt.Errorf("encode trip %s: %w", u.Trip.TripID, err)
 	}
@@ -32,7 +31,7 @@ func encodeHash(u ev.TripUpdated) (tripJSON, updJSON []byte, err error) {
 // from trip.events (the audit's replay), never for a live one. The
 // driver claims, riders' active trips, the searching set and the applied
 // event ids are not rebuilt.
-func (s *Store) Restore(ctx context.Context, updates []ev.TripUpdated) error {
+func (s *Store) Restore(ctx context.Context, updates []ride.TripUpdated) error {
 	const chunk = 500 // commands per pipeline: one round trip each
 	for len(updates) > 0 {
 		n := min(chunk, len(updates))
@@ -44,7 +43,7 @@ func (s *Store) Restore(ctx context.Context, updates []ev.TripUpdated) error {
 					return err
 				}
 				p.HSet(ctx, tripKey(t.TripID), "v", t.Version, "json", tripJSON, "last", updJSON)
-				if ev.Terminal(t.State) {
+				if ride.Terminal(t.State) {
 					p.Expire(ctx, tripKey(t.TripID), terminalRetention)
 				}
 			}

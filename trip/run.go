@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Consumer groups of tripstate.
@@ -50,7 +51,7 @@ func (s *Service) sweep(ctx context.Context) error {
 			}
 			outs := make([]ev.Outgoing, 0, len(ids))
 			for _, id := range ids {
-				env, err := ev.NewWithID("deadline-"+id, ev.TypeTripDeadline, id, now, ev.TripCommand{TripID: id})
+				env, err := ev.NewWithID("deadline-"+id, ev.TypeTripDeadline, id, now, ride.TripCommand{TripID: id})
 				if err != nil {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Publisher sends the events a transition causes. It returns once they are
@@ -75,7 +76,7 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 	if _, ok := commandTypes[e.Type]; !ok {
 		return ev.Permanent(fmt.Errorf("unknown trip command type %q", e.Type))
 	}
-	var cmd ev.TripCommand
+	var cmd ride.TripCommand
 	if err := e.DecodePayload(&cmd); err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ const ReasonRiderBusy = "rider_busy"
 // not the rider's current trip, not the searching set.
 func refused(c change, reason string) change {
 	t := c.update.Trip
-	t.State, t.Reason = ev.StateCancelled, reason
+	t.State, t.Reason = ride.StateCancelled, reason
 	c.update.Trip, c.riderOp, c.deadline = t, "-", time.Time{}
 	return c
 }
@@ -143,7 +144,7 @@ func refused(c change, reason string) change {
 // the trip has moved past (an expiry after the accept) is expected and
 // ignored; anything else is dead-lettered with the reason, so it is on record
 // and does not block the partition.
-func (s *Service) rejected(e ev.Envelope, cmd ev.TripCommand, err error) error {
+func (s *Service) rejected(e ev.Envelope, cmd ride.TripCommand, err error) error {
 	var r *rejection
 	if !errors.As(err, &r) {
 		return err
@@ -177,7 +178,7 @@ func init() {
 }
 
 // decide computes the transition e makes on cur, or a rejection.
-func decide(cur ev.Trip, exists bool, e ev.Envelope, cmd ev.TripCommand) (change, error) {
+func decide(cur ride.Trip, exists bool, e ev.Envelope, cmd ride.TripCommand) (change, error) {
 	at := e.OccurredAt
 	if e.Type == ev.TypeRideRequest {
 		if exists {
@@ -186,9 +187,9 @@ func decide(cur ev.Trip, exists bool, e ev.Envelope, cmd ev.TripCommand) (change
 		if cmd.UserID == "" || cmd.Pickup == nil || cmd.Dropoff == nil {
 			return change{}, ev.Permanent(fmt.Errorf("ride.request %s lacks rider, pickup or dropoff", e.ID))
 		}
-		t := ev.Trip{TripID: cmd.TripID, State: ev.StateRequested, Version: 1, RiderID: cmd.UserID,
+		t := ride.Trip{TripID: cmd.TripID, State: ride.StateRequested, Version: 1, RiderID: cmd.UserID,
 			Pickup: *cmd.Pickup, Dropoff: *cmd.Dropoff, RequestedAt: at, UpdatedAt: at}
-		return change{eventID: e.ID, update: ev.TripUpdated{Trip: t, Cause: e.Type}, claimOp: "-", riderOp: "set"}, nil
+		return change{eventID: e.ID, update: ride.TripUpdated{Trip: t, Cause: e.Type}, claimOp: "-", riderOp: "set"}, nil
 	}
 	if !exists {
 		return change{}, reject("trip %s does not exist", cmd.TripID)
@@ -201,7 +202,7 @@ func decide(cur ev.Trip, exists bool, e ev.Envelope, cmd ev.TripCommand) (change
 	t.Offered = slices.Clone(cur.Offered)
 	t.State, t.Version, t.UpdatedAt, t.Reason = next, cur.Version+1, at, ""
 	c := change{eventID: e.ID, from: cur.Version, claimOp: "-", riderOp: "-"}
-	upd := ev.TripUpdated{Cause: e.Type}
+	upd := ride.TripUpdated{Cause: e.Type}
 
 	switch e.Type {
 	case ev.TypeDispatchOffer:
@@ -211,7 +212,7 @@ func decide(cur ev.Trip, exists bool, e ev.Envelope, cmd ev.TripCommand) (change
 		if slices.Contains(cur.Offered, cmd.DriverID) {
 			return change{}, reject("trip %s was already offered to driver %s", cur.TripID, cmd.DriverID)
 		}
-		t.Offer = &ev.Offer{OfferID: cmd.OfferID, DriverID: cmd.DriverID, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
+		t.Offer = &ride.Offer{OfferID: cmd.OfferID, DriverID: cmd.DriverID, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
 		t.Offered = append(t.Offered, cmd.DriverID)
 	case ev.TypeOfferAccept, ev.TypeOfferDecline:
 		if cur.Offer == nil || cur.Offer.OfferID != cmd.OfferID {

@@ -11,6 +11,8 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 type capture struct {
@@ -39,7 +41,7 @@ func (c *capture) take() []ev.Outgoing {
 
 var t0 = time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
 
-func cmdEnv(t *testing.T, id, typ string, at time.Duration, cmd ev.TripCommand) ev.Envelope {
+func cmdEnv(t *testing.T, id, typ string, at time.Duration, cmd ride.TripCommand) ev.Envelope {
 	t.Helper()
 	e, err := ev.NewWithID(id, typ, cmd.TripID, t0.Add(at), cmd)
 	if err != nil {
@@ -56,27 +58,27 @@ func newService(t *testing.T) (*Service, *Store, *capture) {
 }
 
 var (
-	here  = &ev.LatLng{Lat: 37.77, Lng: -122.42}
-	there = &ev.LatLng{Lat: 37.78, Lng: -122.41}
+	here  = &ride.LatLng{Lat: 37.77, Lng: -122.42}
+	there = &ride.LatLng{Lat: 37.78, Lng: -122.41}
 )
 
-// ride is the commands of one complete ride, in order.
-func ride(t *testing.T) []ev.Envelope {
+// wholeRide is the commands of one complete ride, in order.
+func wholeRide(t *testing.T) []ev.Envelope {
 	return []ev.Envelope{
-		cmdEnv(t, "e1", ev.TypeRideRequest, 0, ev.TripCommand{TripID: "t1", UserID: "r1", Role: "rider", Pickup: here, Dropoff: there}),
-		cmdEnv(t, "e2", ev.TypeDispatchOffer, time.Second, ev.TripCommand{TripID: "t1", OfferID: "o1", DriverID: "d1", PickupDistanceM: 300, ExpiresAt: t0.Add(11 * time.Second)}),
-		cmdEnv(t, "e3", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o1"}),
-		cmdEnv(t, "e4", ev.TypeTripArrive, 3*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
-		cmdEnv(t, "e5", ev.TypeTripStart, 4*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
-		cmdEnv(t, "e6", ev.TypeTripComplete, 5*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+		cmdEnv(t, "e1", ev.TypeRideRequest, 0, ride.TripCommand{TripID: "t1", UserID: "r1", Role: "rider", Pickup: here, Dropoff: there}),
+		cmdEnv(t, "e2", ev.TypeDispatchOffer, time.Second, ride.TripCommand{TripID: "t1", OfferID: "o1", DriverID: "d1", PickupDistanceM: 300, ExpiresAt: t0.Add(11 * time.Second)}),
+		cmdEnv(t, "e3", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o1"}),
+		cmdEnv(t, "e4", ev.TypeTripArrive, 3*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+		cmdEnv(t, "e5", ev.TypeTripStart, 4*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
+		cmdEnv(t, "e6", ev.TypeTripComplete, 5*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"}),
 	}
 }
 
 func TestRideThroughEveryState(t *testing.T) {
 	svc, store, pub := newService(t)
 	ctx := context.Background()
-	want := []string{ev.StateRequested, ev.StateOffered, ev.StateAccepted, ev.StateArrived, ev.StateInProgress, ev.StateCompleted}
-	for i, e := range ride(t) {
+	want := []string{ride.StateRequested, ride.StateOffered, ride.StateAccepted, ride.StateArrived, ride.StateInProgress, ride.StateCompleted}
+	for i, e := range wholeRide(t) {
 		if err := svc.HandleCommand(ctx, e); err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
 		}
@@ -105,13 +107,13 @@ func TestDuplicatesAndReplaysChangeNothing(t *testing.T) {
 	clean, cleanStore, cleanPub := newService(t)
 	dup, dupStore, dupPub := newService(t)
 	ctx := context.Background()
-	for _, e := range ride(t) {
+	for _, e := range wholeRide(t) {
 		if err := clean.HandleCommand(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every event twice, and each earlier event again after the later ones.
-	evs := ride(t)
+	evs := wholeRide(t)
 	for i, e := range evs {
 		for range 2 {
 			if err := dup.HandleCommand(ctx, e); err != nil {
@@ -155,43 +157,43 @@ func TestDuplicatesAndReplaysChangeNothing(t *testing.T) {
 func TestIllegalCommandsAreRejected(t *testing.T) {
 	cases := []struct {
 		name      string
-		before    int // how many commands of ride() to apply first
+		before    int // how many commands of wholeRide() to apply first
 		e         func(t *testing.T) ev.Envelope
 		permanent bool
 	}{
 		{"accept by someone else", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d2", OfferID: "o1"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d2", OfferID: "o1"})
 		}, true},
 		{"accept after expiry", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 12*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 12*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})
 		}, true},
 		{"accept of a closed offer", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o-old"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o-old"})
 		}, true},
 		{"start before arrive", 3, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripStart, 4*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1"})
+			return cmdEnv(t, "x", ev.TypeTripStart, 4*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1"})
 		}, true},
 		{"cancel in progress", 5, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripCancel, 6*time.Second, ev.TripCommand{TripID: "t1", UserID: "r1"})
+			return cmdEnv(t, "x", ev.TypeTripCancel, 6*time.Second, ride.TripCommand{TripID: "t1", UserID: "r1"})
 		}, true},
 		{"command for no trip", 0, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripArrive, 0, ev.TripCommand{TripID: "nope", UserID: "d1"})
+			return cmdEnv(t, "x", ev.TypeTripArrive, 0, ride.TripCommand{TripID: "nope", UserID: "d1"})
 		}, true},
 		{"late expiry from the dispatcher is ignored", 3, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeDispatchExpire, 12*time.Second, ev.TripCommand{TripID: "t1", OfferID: "o1"})
+			return cmdEnv(t, "x", ev.TypeDispatchExpire, 12*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o1"})
 		}, false},
 		{"a second offer while one is open is ignored", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeDispatchOffer, time.Second, ev.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d9"})
+			return cmdEnv(t, "x", ev.TypeDispatchOffer, time.Second, ride.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d9"})
 		}, false},
 		{"unknown type", 1, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", "trip.teleport", time.Second, ev.TripCommand{TripID: "t1"})
+			return cmdEnv(t, "x", "trip.teleport", time.Second, ride.TripCommand{TripID: "t1"})
 		}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, store, pub := newService(t)
 			ctx := context.Background()
-			for _, e := range ride(t)[:tc.before] {
+			for _, e := range wholeRide(t)[:tc.before] {
 				if err := svc.HandleCommand(ctx, e); err != nil {
 					t.Fatal(err)
 				}
@@ -223,17 +225,17 @@ func TestOneDriverCannotHoldTwoTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ev.TripCommand{TripID: trip, UserID: rider, Pickup: here, Dropoff: there}))
-		must(cmdEnv(t, trip+"2", ev.TypeDispatchOffer, 0, ev.TripCommand{TripID: trip, OfferID: "o" + trip, DriverID: "d1", ExpiresAt: t0.Add(time.Minute)}))
+		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: rider, Pickup: here, Dropoff: there}))
+		must(cmdEnv(t, trip+"2", ev.TypeDispatchOffer, 0, ride.TripCommand{TripID: trip, OfferID: "o" + trip, DriverID: "d1", ExpiresAt: t0.Add(time.Minute)}))
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ev.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
 		t.Fatal(err)
 	}
-	err := svc.HandleCommand(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ev.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
+	err := svc.HandleCommand(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
 	if !errors.Is(err, ev.ErrPermanent) {
 		t.Fatalf("second accept: %v, want a permanent rejection", err)
 	}
-	if tb, _, _ := store.Trip(ctx, "tb"); tb.State != ev.StateOffered {
+	if tb, _, _ := store.Trip(ctx, "tb"); tb.State != ride.StateOffered {
 		t.Fatalf("trip b is %s", tb.State)
 	}
 }
@@ -241,25 +243,25 @@ func TestOneDriverCannotHoldTwoTrips(t *testing.T) {
 func TestDeclinedDriverIsNeverOfferedTheTripAgain(t *testing.T) {
 	svc, store, _ := newService(t)
 	ctx := context.Background()
-	for _, e := range ride(t)[:2] {
+	for _, e := range wholeRide(t)[:2] {
 		if err := svc.HandleCommand(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ev.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ev.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {
+	if err := svc.HandleCommand(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {
 		t.Fatalf("a stale dispatcher offer should be ignored, got %v", err)
 	}
 	tr, _, _ := store.Trip(ctx, "t1")
-	if tr.State != ev.StateRequested || tr.Reason != "offer_declined" || len(tr.Offered) != 1 {
+	if tr.State != ride.StateRequested || tr.Reason != "offer_declined" || len(tr.Offered) != 1 {
 		t.Fatalf("trip is %s (%s) offered to %v", tr.State, tr.Reason, tr.Offered)
 	}
 }
 
 func TestTransitionTableHasNoExitFromTerminalStates(t *testing.T) {
-	for _, s := range []string{ev.StateCompleted, ev.StateCancelled, ev.StateNoDrivers} {
+	for _, s := range []string{ride.StateCompleted, ride.StateCancelled, ride.StateNoDrivers} {
 		if len(Transitions[s]) != 0 {
 			t.Errorf("terminal state %s has transitions %v", s, Transitions[s])
 		}
@@ -279,20 +281,20 @@ func TestTransitionTableHasNoExitFromTerminalStates(t *testing.T) {
 func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 	svc, _, pub := newService(t)
 	ctx := context.Background()
-	for _, e := range ride(t)[:3] { // d1 accepts t1 for r1
+	for _, e := range wholeRide(t)[:3] { // d1 accepts t1 for r1
 		if err := svc.HandleCommand(ctx, e); err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
 		}
 	}
 	pub.take()
 	ping := func(id, driver string, lat float64) ev.Envelope {
-		e, err := ev.NewWithID(id, ev.TypeDriverLocation, driver, t0, ev.DriverLocation{DriverID: driver, Lat: lat, Lng: -122.42})
+		e, err := ev.NewWithID(id, ev.TypeDriverLocation, driver, t0, ride.DriverLocation{DriverID: driver, Lat: lat, Lng: -122.42})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
-	avail, err := ev.NewWithID("a1", ev.TypeDriverAvailability, "d1", t0, ev.DriverAvailability{DriverID: "d1", Available: true})
+	avail, err := ev.NewWithID("a1", ev.TypeDriverAvailability, "d1", t0, ride.DriverAvailability{DriverID: "d1", Available: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,11 +311,11 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 		lat float64
 	}{{"loc-p1", 37.1}, {"loc-p3", 37.3}} {
 		o := outs[i]
-		var p ev.Push
+		var p protocol.Push
 		if err := o.Env.DecodePayload(&p); err != nil {
 			t.Fatal(err)
 		}
-		var m ev.DriverLocationMessage
+		var m protocol.DriverLocationMessage
 		if err := json.Unmarshal(p.Message, &m); err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +335,7 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 func TestEnded(t *testing.T) {
 	svc, store, _ := newService(t)
 	ctx := context.Background()
-	steps := ride(t)
+	steps := wholeRide(t)
 	for _, e := range steps[:5] { // IN_PROGRESS
 		if err := svc.HandleCommand(ctx, e); err != nil {
 			t.Fatal(err)
@@ -359,7 +361,7 @@ func TestSecondRequestOfABusyRiderEndsVisibly(t *testing.T) {
 	svc, store, pub := newService(t)
 	ctx := context.Background()
 	req := func(id, trip string) ev.Envelope {
-		return cmdEnv(t, id, ev.TypeRideRequest, 0, ev.TripCommand{TripID: trip, UserID: "r1", Role: "rider", Pickup: here, Dropoff: there})
+		return cmdEnv(t, id, ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: "r1", Role: "rider", Pickup: here, Dropoff: there})
 	}
 	if err := svc.HandleCommand(ctx, req("e1", "t1")); err != nil {
 		t.Fatal(err)
@@ -373,12 +375,12 @@ func TestSecondRequestOfABusyRiderEndsVisibly(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("trip t2: ok=%v err=%v", ok, err)
 		}
-		if t2.State != ev.StateCancelled || t2.Reason != ReasonRiderBusy || t2.Version != 1 {
+		if t2.State != ride.StateCancelled || t2.Reason != ReasonRiderBusy || t2.Version != 1 {
 			t.Fatalf("t2 = %s v%d reason %q, want CANCELLED v1 %q", t2.State, t2.Version, t2.Reason, ReasonRiderBusy)
 		}
 		var pushed bool
 		for _, o := range pub.take() {
-			var p ev.Push
+			var p protocol.Push
 			if o.Topic == ev.TopicUserPushes && o.Env.DecodePayload(&p) == nil && p.UserID == "r1" {
 				pushed = strings.Contains(string(p.Message), `"state":"CANCELLED"`)
 			}
@@ -388,7 +390,7 @@ func TestSecondRequestOfABusyRiderEndsVisibly(t *testing.T) {
 		}
 	}
 	cur, ok, err := store.CurrentTrip(ctx, "r1", "rider")
-	if err != nil || !ok || cur.TripID != "t1" || cur.State != ev.StateRequested {
+	if err != nil || !ok || cur.TripID != "t1" || cur.State != ride.StateRequested {
 		t.Fatalf("rider's current trip = %+v ok=%v err=%v, want t1 REQUESTED", cur, ok, err)
 	}
 	searching, err := store.overdue(ctx, t0.Add(time.Hour), 10)

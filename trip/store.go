@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hexride/hexride/ride"
 	"github.com/redis/go-redis/v9"
-
-	ev "github.com/hexride/hexride/events"
 )
 
 // Redis keys. A trip is a hash {v: version, json: Trip, last: TripUpdated};
@@ -90,34 +89,34 @@ type Store struct {
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 // Trip loads a trip; ok is false if there is none.
-func (s *Store) Trip(ctx context.Context, id string) (ev.Trip, bool, error) {
+func (s *Store) Trip(ctx context.Context, id string) (ride.Trip, bool, error) {
 	t, _, ok, err := s.load(ctx, id)
 	return t, ok, err
 }
 
-func (s *Store) load(ctx context.Context, id string) (ev.Trip, *ev.TripUpdated, bool, error) {
+func (s *Store) load(ctx context.Context, id string) (ride.Trip, *ride.TripUpdated, bool, error) {
 	vals, err := s.rdb.HMGet(ctx, tripKey(id), "json", "last").Result()
 	if err != nil {
-		return ev.Trip{}, nil, false, fmt.Errorf("load trip %s: %w", id, err)
+		return ride.Trip{}, nil, false, fmt.Errorf("load trip %s: %w", id, err)
 	}
 	return decodeTrip(id, vals)
 }
 
 // decodeTrip decodes the json and last fields of a trip's hash.
-func decodeTrip(id string, vals []any) (ev.Trip, *ev.TripUpdated, bool, error) {
+func decodeTrip(id string, vals []any) (ride.Trip, *ride.TripUpdated, bool, error) {
 	raw, ok := vals[0].(string)
 	if !ok {
-		return ev.Trip{}, nil, false, nil
+		return ride.Trip{}, nil, false, nil
 	}
-	var t ev.Trip
+	var t ride.Trip
 	if err := json.Unmarshal([]byte(raw), &t); err != nil {
-		return ev.Trip{}, nil, false, fmt.Errorf("decode stored trip %s: %w", id, err)
+		return ride.Trip{}, nil, false, fmt.Errorf("decode stored trip %s: %w", id, err)
 	}
-	var last *ev.TripUpdated
+	var last *ride.TripUpdated
 	if rawLast, ok := vals[1].(string); ok {
-		last = &ev.TripUpdated{}
+		last = &ride.TripUpdated{}
 		if err := json.Unmarshal([]byte(rawLast), last); err != nil {
-			return ev.Trip{}, nil, false, fmt.Errorf("decode last update of trip %s: %w", id, err)
+			return ride.Trip{}, nil, false, fmt.Errorf("decode last update of trip %s: %w", id, err)
 		}
 	}
 	return t, last, true, nil
@@ -129,8 +128,8 @@ type snapshot struct {
 	// trip appliedVersion.
 	applied        bool
 	appliedVersion int64
-	trip           ev.Trip
-	last           *ev.TripUpdated
+	trip           ride.Trip
+	last           *ride.TripUpdated
 	exists         bool
 }
 
@@ -190,7 +189,7 @@ func (s *Store) Ended(ctx context.Context, ids []string) (map[string]bool, error
 		if err := json.Unmarshal([]byte(raw), &t); err != nil {
 			return nil, fmt.Errorf("decode stored trip %s: %w", ids[i], err)
 		}
-		ended[ids[i]] = ev.Terminal(t.State)
+		ended[ids[i]] = ride.Terminal(t.State)
 	}
 	return ended, nil
 }
@@ -203,25 +202,25 @@ func (s *Store) Legal(state, command string) bool {
 
 // CurrentTrip returns the user's active trip: as rider, the one they
 // requested; as driver, the one they accepted.
-func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ev.Trip, bool, error) {
+func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ride.Trip, bool, error) {
 	var tripID string
 	switch role {
 	case "rider":
 		id, err := s.rdb.Get(ctx, riderTripKey(userID)).Result()
 		if errors.Is(err, redis.Nil) {
-			return ev.Trip{}, false, nil
+			return ride.Trip{}, false, nil
 		} else if err != nil {
-			return ev.Trip{}, false, fmt.Errorf("current trip of rider %s: %w", userID, err)
+			return ride.Trip{}, false, fmt.Errorf("current trip of rider %s: %w", userID, err)
 		}
 		tripID = id
 	case "driver":
 		id, _, ok, err := s.DriverClaim(ctx, userID)
 		if err != nil || !ok {
-			return ev.Trip{}, false, err
+			return ride.Trip{}, false, err
 		}
 		tripID = id
 	default:
-		return ev.Trip{}, false, nil
+		return ride.Trip{}, false, nil
 	}
 	return s.Trip(ctx, tripID)
 }
@@ -268,7 +267,7 @@ func (s *Store) DriverClaims(ctx context.Context, driverIDs []string) (map[strin
 type change struct {
 	eventID  string
 	from     int64 // the version it was computed from; 0 creates the trip
-	update   ev.TripUpdated
+	update   ride.TripUpdated
 	claimOp  string // claim|release|-
 	driverID string
 	riderOp  string // set|del|-
@@ -300,14 +299,14 @@ func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 		claimKey, claimVal = driverClaimKey(c.driverID), t.TripID+" "+t.RiderID
 	}
 	var ttl int64
-	if ev.Terminal(t.State) {
+	if ride.Terminal(t.State) {
 		ttl = int64(terminalRetention / time.Second)
 	}
 	searchOp := "-"
 	switch {
 	case !c.deadline.IsZero():
 		searchOp = "add"
-	case t.State != ev.StateRequested && t.State != ev.StateOffered:
+	case t.State != ride.StateRequested && t.State != ride.StateOffered:
 		searchOp = "rem"
 	}
 	res, err := applyScript.Run(ctx, s.rdb,

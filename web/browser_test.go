@@ -26,6 +26,7 @@ import (
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/web"
 )
 
@@ -85,9 +86,9 @@ func demoCity(center sim.LatLng, sizeKM float64) *web.City {
 	c := sim.NewCity(center, sizeKM)
 	var streets []web.Street
 	for _, s := range c.Streets() {
-		streets = append(streets, web.Street{A: ev.LatLng(s.A), B: ev.LatLng(s.B), Arterial: s.Arterial})
+		streets = append(streets, web.Street{A: ride.LatLng(s.A), B: ride.LatLng(s.B), Arterial: s.Arterial})
 	}
-	return &web.City{Center: ev.LatLng(center), Streets: streets}
+	return &web.City{Center: ride.LatLng(center), Streets: streets}
 }
 
 // browser is one headless Chromium tab that records every console error,
@@ -446,7 +447,7 @@ func feedCity(ctx context.Context, brokers []string, center sim.LatLng, n int) e
 		}
 		return nil
 	}
-	states := []string{ev.StateRequested, ev.StateOffered, ev.StateAccepted, ev.StateArrived, ev.StateInProgress}
+	states := []string{ride.StateRequested, ride.StateOffered, ride.StateAccepted, ride.StateArrived, ride.StateInProgress}
 	for i := range cars {
 		// Along a street of the 200 m grid, at about 10 m/s.
 		c := car{lat: center.Lat + (r.Float64()-0.5)*0.09, lng: center.Lng + (r.Float64()-0.5)*0.11}
@@ -458,22 +459,22 @@ func feedCity(ctx context.Context, brokers []string, center sim.LatLng, n int) e
 		}
 		cars[i] = c
 		id := fmt.Sprintf("sd-%05d", i)
-		if err := add(ev.TopicDriverEvents, ev.TypeDriverAvailability, id, ev.DriverAvailability{DriverID: id, Available: true}); err != nil {
+		if err := add(ev.TopicDriverEvents, ev.TypeDriverAvailability, id, ride.DriverAvailability{DriverID: id, Available: true}); err != nil {
 			return err
 		}
 		if i%10 == 0 {
 			st := states[(i/10)%len(states)]
-			tr := ev.Trip{TripID: fmt.Sprintf("st-%05d", i), State: st, Version: 3, RiderID: "sr-" + id,
-				Pickup: ev.LatLng{Lat: c.lat + 0.004, Lng: c.lng + 0.003}, Dropoff: ev.LatLng{Lat: c.lat - 0.01, Lng: c.lng + 0.012},
+			tr := ride.Trip{TripID: fmt.Sprintf("st-%05d", i), State: st, Version: 3, RiderID: "sr-" + id,
+				Pickup: ride.LatLng{Lat: c.lat + 0.004, Lng: c.lng + 0.003}, Dropoff: ride.LatLng{Lat: c.lat - 0.01, Lng: c.lng + 0.012},
 				RequestedAt: now, UpdatedAt: now}
 			switch st {
-			case ev.StateOffered:
-				tr.Offer, tr.Offered = &ev.Offer{OfferID: "so-" + id, DriverID: id}, []string{id}
-			case ev.StateRequested:
+			case ride.StateOffered:
+				tr.Offer, tr.Offered = &ride.Offer{OfferID: "so-" + id, DriverID: id}, []string{id}
+			case ride.StateRequested:
 			default:
 				tr.DriverID, tr.Offered = id, []string{id}
 			}
-			if err := add(ev.TopicTripEvents, ev.TypeTripUpdated, tr.TripID, ev.TripUpdated{Trip: tr, Cause: "synthetic"}); err != nil {
+			if err := add(ev.TopicTripEvents, ev.TypeTripUpdated, tr.TripID, ride.TripUpdated{Trip: tr, Cause: "synthetic"}); err != nil {
 				return err
 			}
 		}
@@ -493,7 +494,7 @@ func feedCity(ctx context.Context, brokers []string, center sim.LatLng, n int) e
 				c.dlng = -c.dlng
 			}
 			id := fmt.Sprintf("sd-%05d", i)
-			if err := add(ev.TopicDriverEvents, ev.TypeDriverLocation, id, ev.DriverLocation{DriverID: id, Lat: c.lat, Lng: c.lng}); err != nil {
+			if err := add(ev.TopicDriverEvents, ev.TypeDriverLocation, id, ride.DriverLocation{DriverID: id, Lat: c.lat, Lng: c.lng}); err != nil {
 				return err
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/ride"
 )
 
 // The viewer socket speaks the contract of asyncapi.yaml over the real
@@ -34,11 +35,11 @@ func TestViewerSocket(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	publish(ev.TopicDriverEvents, ev.TypeDriverAvailability, "vd-1", ev.DriverAvailability{DriverID: "vd-1", Available: true})
-	publish(ev.TopicDriverEvents, ev.TypeDriverLocation, "vd-1", ev.DriverLocation{DriverID: "vd-1", Lat: 37.77, Lng: -122.42})
-	publish(ev.TopicTripEvents, ev.TypeTripUpdated, "vt-1", ev.TripUpdated{Cause: ev.TypeRideRequest, Trip: ev.Trip{
-		TripID: "vt-1", State: ev.StateRequested, Version: 1, RiderID: "secret-rider-7",
-		Pickup: ev.LatLng{Lat: 37.771, Lng: -122.421}, Dropoff: ev.LatLng{Lat: 37.78, Lng: -122.40}, RequestedAt: now, UpdatedAt: now}})
+	publish(ev.TopicDriverEvents, ev.TypeDriverAvailability, "vd-1", ride.DriverAvailability{DriverID: "vd-1", Available: true})
+	publish(ev.TopicDriverEvents, ev.TypeDriverLocation, "vd-1", ride.DriverLocation{DriverID: "vd-1", Lat: 37.77, Lng: -122.42})
+	publish(ev.TopicTripEvents, ev.TypeTripUpdated, "vt-1", ride.TripUpdated{Cause: ev.TypeRideRequest, Trip: ride.Trip{
+		TripID: "vt-1", State: ride.StateRequested, Version: 1, RiderID: "secret-rider-7",
+		Pickup: ride.LatLng{Lat: 37.771, Lng: -122.421}, Dropoff: ride.LatLng{Lat: 37.78, Lng: -122.40}, RequestedAt: now, UpdatedAt: now}})
 
 	res, err := http.Post("http://"+addr+"/v1/dev/token", "application/json", strings.NewReader(`{"role":"viewer","sub":"ops-1"}`))
 	if err != nil {

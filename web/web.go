@@ -15,8 +15,8 @@ import (
 	"math"
 	"net/http"
 
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/ride"
 )
 
 //go:embed static
@@ -26,7 +26,7 @@ var static embed.FS
 // the one-command run). Without one the page draws the hexagons and drivers
 // on a plain background.
 type City struct {
-	Center  ev.LatLng
+	Center  ride.LatLng
 	Streets []Street
 	// GridRes is the resolution of the H3 grid drawn over the city (8).
 	GridRes int
@@ -34,7 +34,7 @@ type City struct {
 
 // Street is one straight street segment.
 type Street struct {
-	A, B     ev.LatLng
+	A, B     ride.LatLng
 	Arterial bool
 }
 
@@ -85,11 +85,11 @@ func Routes(city *City) (map[string]http.Handler, error) {
 // cityGeometry is GET /map/city: streets as [lat1, lng1, lat2, lng2,
 // arterial 0/1], grid cells as flat [lat, lng, ...] outlines.
 type cityGeometry struct {
-	Center  *ev.LatLng  `json:"center"`
-	Bounds  *bounds     `json:"bounds"`
-	Streets [][]float64 `json:"streets"`
-	Grid    [][]float64 `json:"grid"`
-	GridRes int         `json:"grid_res"`
+	Center  *ride.LatLng `json:"center"`
+	Bounds  *bounds      `json:"bounds"`
+	Streets [][]float64  `json:"streets"`
+	Grid    [][]float64  `json:"grid"`
+	GridRes int          `json:"grid_res"`
 }
 
 type bounds struct {
@@ -99,7 +99,7 @@ type bounds struct {
 	East  float64 `json:"east"`
 }
 
-func validLatLng(p ev.LatLng) bool {
+func validLatLng(p ride.LatLng) bool {
 	return !math.IsNaN(p.Lat) && !math.IsNaN(p.Lng) && p.Lat >= -90 && p.Lat <= 90 && p.Lng >= -180 && p.Lng <= 180
 }
 
@@ -128,7 +128,7 @@ func cityJSON(c *City) ([]byte, error) {
 			arterial = 1
 		}
 		g.Streets = append(g.Streets, []float64{s.A.Lat, s.A.Lng, s.B.Lat, s.B.Lng, arterial})
-		for _, p := range []ev.LatLng{s.A, s.B} {
+		for _, p := range []ride.LatLng{s.A, s.B} {
 			b.South, b.North = min(b.South, p.Lat), max(b.North, p.Lat)
 			b.West, b.East = min(b.West, p.Lng), max(b.East, p.Lng)
 		}

@@ -11,14 +11,14 @@ import (
 	"strings"
 	"testing"
 
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 func testCity() *City {
-	c := ev.LatLng{Lat: 37.7749, Lng: -122.4194}
+	c := ride.LatLng{Lat: 37.7749, Lng: -122.4194}
 	return &City{Center: c, Streets: []Street{
-		{A: ev.LatLng{Lat: 37.76, Lng: -122.43}, B: ev.LatLng{Lat: 37.79, Lng: -122.43}, Arterial: true},
-		{A: ev.LatLng{Lat: 37.76, Lng: -122.43}, B: ev.LatLng{Lat: 37.76, Lng: -122.40}},
+		{A: ride.LatLng{Lat: 37.76, Lng: -122.43}, B: ride.LatLng{Lat: 37.79, Lng: -122.43}, Arterial: true},
+		{A: ride.LatLng{Lat: 37.76, Lng: -122.43}, B: ride.LatLng{Lat: 37.76, Lng: -122.40}},
 	}}
 }
 
@@ -154,8 +154,8 @@ func TestBadCityIsRefused(t *testing.T) {
 		city City
 	}{
 		{"no streets", City{Center: good.Center}},
-		{"centre off the globe", City{Center: ev.LatLng{Lat: 91}, Streets: good.Streets}},
-		{"street with NaN", City{Center: good.Center, Streets: []Street{{A: ev.LatLng{Lat: math.NaN()}, B: good.Center}}}},
+		{"centre off the globe", City{Center: ride.LatLng{Lat: 91}, Streets: good.Streets}},
+		{"street with NaN", City{Center: good.Center, Streets: []Street{{A: ride.LatLng{Lat: math.NaN()}, B: good.Center}}}},
 		{"grid far too fine", City{Center: good.Center, Streets: good.Streets, GridRes: 13}},
 	}
 	for _, tc := range tests {

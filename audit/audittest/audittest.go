@@ -17,6 +17,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
 
@@ -64,11 +65,11 @@ func Start(tb testing.TB) *Platform {
 		}
 	})
 
-	pickup, dropoff := &ev.LatLng{Lat: 37.7749, Lng: -122.4194}, &ev.LatLng{Lat: 37.7849, Lng: -122.4094}
-	rider := ev.TripCommand{UserID: p.Rider, Role: "rider"}
-	driver := ev.TripCommand{UserID: p.Driver, Role: "driver"}
-	offer := func(id string) ev.TripCommand {
-		return ev.TripCommand{OfferID: id, DriverID: p.Driver, PickupDistanceM: 420, ExpiresAt: time.Now().Add(time.Minute)}
+	pickup, dropoff := &ride.LatLng{Lat: 37.7749, Lng: -122.4194}, &ride.LatLng{Lat: 37.7849, Lng: -122.4094}
+	rider := ride.TripCommand{UserID: p.Rider, Role: "rider"}
+	driver := ride.TripCommand{UserID: p.Driver, Role: "driver"}
+	offer := func(id string) ride.TripCommand {
+		return ride.TripCommand{OfferID: id, DriverID: p.Driver, PickupDistanceM: 420, ExpiresAt: time.Now().Add(time.Minute)}
 	}
 	request := rider
 	request.Pickup, request.Dropoff = pickup, dropoff
@@ -79,7 +80,7 @@ func Start(tb testing.TB) *Platform {
 
 	steps := []struct {
 		tripID, typ string
-		cmd         ev.TripCommand
+		cmd         ride.TripCommand
 		version     int64 // the trip's version once applied
 	}{
 		{p.Completed, ev.TypeRideRequest, request, 1},
@@ -112,7 +113,7 @@ func Start(tb testing.TB) *Platform {
 }
 
 // Publish puts one command on trip.commands.
-func (p *Platform) Publish(tb testing.TB, typ string, cmd ev.TripCommand) {
+func (p *Platform) Publish(tb testing.TB, typ string, cmd ride.TripCommand) {
 	tb.Helper()
 	env, err := ev.New(typ, cmd.TripID, time.Now(), cmd)
 	if err != nil {

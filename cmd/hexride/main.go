@@ -32,9 +32,9 @@ import (
 	"syscall"
 	"time"
 
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/web"
 )
 
@@ -109,7 +109,7 @@ func demoStreets() *web.City {
 	city := sim.NewCity(c.Center, c.SizeKM)
 	var streets []web.Street
 	for _, s := range city.Streets() {
-		streets = append(streets, web.Street{A: ev.LatLng(s.A), B: ev.LatLng(s.B), Arterial: s.Arterial})
+		streets = append(streets, web.Street{A: ride.LatLng(s.A), B: ride.LatLng(s.B), Arterial: s.Arterial})
 	}
-	return &web.City{Center: ev.LatLng(c.Center), Streets: streets}
+	return &web.City{Center: ride.LatLng(c.Center), Streets: streets}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/ride"
 )
 
 // Scenario is one generated day. Scale multiplies the fleet and the demand
@@ -124,7 +125,7 @@ type driverState struct {
 }
 
 type tripState struct {
-	t        ev.Trip
+	t        ride.Trip
 	pickupM  float64
 	accepted time.Time
 }
@@ -269,15 +270,15 @@ func (s *sim) driverEvent(typ, id string, payload any) {
 
 func (s *sim) goOnline(d *driverState) {
 	d.online, d.pos = true, s.randomPoint()
-	s.driverEvent(ev.TypeDriverLocation, d.id, ev.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
-	s.driverEvent(ev.TypeDriverAvailability, d.id, ev.DriverAvailability{DriverID: d.id, Available: true})
+	s.driverEvent(ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
+	s.driverEvent(ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: true})
 }
 
 // shiftOver takes an idle driver offline; one on a trip finishes it first.
 func (s *sim) shiftOver(d *driverState) {
 	if d.online && d.trip == "" && d.offer == "" {
 		d.online = false
-		s.driverEvent(ev.TypeDriverAvailability, d.id, ev.DriverAvailability{DriverID: d.id, Available: false})
+		s.driverEvent(ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: false})
 	}
 }
 
@@ -306,8 +307,8 @@ func (s *sim) scheduleRequests() {
 }
 
 func (s *sim) request(id string, pickup, dropoff geo.LatLng, cancelAfter time.Duration) {
-	tr := &tripState{t: ev.Trip{TripID: id, State: ev.StateRequested, Version: 1, RiderID: "r-" + id,
-		Pickup: ev.LatLng{Lat: pickup.Lat, Lng: pickup.Lng}, Dropoff: ev.LatLng{Lat: dropoff.Lat, Lng: dropoff.Lng},
+	tr := &tripState{t: ride.Trip{TripID: id, State: ride.StateRequested, Version: 1, RiderID: "r-" + id,
+		Pickup: ride.LatLng{Lat: pickup.Lat, Lng: pickup.Lng}, Dropoff: ride.LatLng{Lat: dropoff.Lat, Lng: dropoff.Lng},
 		RequestedAt: s.now, UpdatedAt: s.now}}
 	s.trips[id] = tr
 	s.order = append(s.order, id)
@@ -318,11 +319,11 @@ func (s *sim) request(id string, pickup, dropoff geo.LatLng, cancelAfter time.Du
 }
 
 // publishTrip is tripstate's trip.updated, delivered to the dispatcher.
-func (s *sim) publishTrip(tr *tripState, ended *ev.Offer) {
+func (s *sim) publishTrip(tr *tripState, ended *ride.Offer) {
 	tr.t.UpdatedAt = s.now
 	t := tr.t
 	t.Offered = slices.Clone(t.Offered)
-	e, err := ev.New(ev.TypeTripUpdated, t.TripID, s.now, ev.TripUpdated{Trip: t, EndedOffer: ended})
+	e, err := ev.New(ev.TypeTripUpdated, t.TripID, s.now, ride.TripUpdated{Trip: t, EndedOffer: ended})
 	if err != nil {
 		panic(err)
 	}
@@ -336,7 +337,7 @@ func (s *sim) violate(format string, args ...any) {
 // apply is tripstate applying a dispatcher command, checking the
 // invariants every policy must keep on the way.
 func (s *sim) apply(e ev.Envelope) {
-	var cmd ev.TripCommand
+	var cmd ride.TripCommand
 	if err := e.DecodePayload(&cmd); err != nil {
 		s.violate("undecodable command: %v", err)
 		return
@@ -359,12 +360,12 @@ func (s *sim) apply(e ev.Envelope) {
 		case slices.Contains(tr.t.Offered, d.id):
 			s.violate("driver %s offered %s a second time", d.id, tr.t.TripID)
 		}
-		if tr.t.State != ev.StateRequested || d == nil {
+		if tr.t.State != ride.StateRequested || d == nil {
 			return // tripstate rejects it; the dispatcher learns from the trip
 		}
 		s.offers++
-		o := &ev.Offer{OfferID: cmd.OfferID, DriverID: d.id, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
-		tr.t.State, tr.t.Offer, tr.t.Version = ev.StateOffered, o, tr.t.Version+1
+		o := &ride.Offer{OfferID: cmd.OfferID, DriverID: d.id, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
+		tr.t.State, tr.t.Offer, tr.t.Version = ride.StateOffered, o, tr.t.Version+1
 		tr.t.Offered = append(tr.t.Offered, d.id)
 		d.offer = tr.t.TripID
 		s.publishTrip(tr, nil)
@@ -378,13 +379,13 @@ func (s *sim) apply(e ev.Envelope) {
 			s.at(s.now.Add(think), func() { s.driverAnswers(tr, d, o, false) })
 		}
 	case ev.TypeDispatchExpire:
-		if tr.t.State == ev.StateOffered && tr.t.Offer.OfferID == cmd.OfferID {
+		if tr.t.State == ride.StateOffered && tr.t.Offer.OfferID == cmd.OfferID {
 			s.expiries++
 			s.reopen(tr)
 		}
 	case ev.TypeDispatchNoDrivers:
-		if tr.t.State == ev.StateRequested || tr.t.State == ev.StateOffered {
-			s.end_(tr, ev.StateNoDrivers)
+		if tr.t.State == ride.StateRequested || tr.t.State == ride.StateOffered {
+			s.end_(tr, ride.StateNoDrivers)
 		}
 	default:
 		s.violate("unexpected command %s", e.Type)
@@ -395,7 +396,7 @@ func (s *sim) apply(e ev.Envelope) {
 func (s *sim) reopen(tr *tripState) {
 	o := tr.t.Offer
 	s.drivers[o.DriverID].offer = ""
-	tr.t.State, tr.t.Offer, tr.t.Version = ev.StateRequested, nil, tr.t.Version+1
+	tr.t.State, tr.t.Offer, tr.t.Version = ride.StateRequested, nil, tr.t.Version+1
 	s.publishTrip(tr, o)
 }
 
@@ -419,13 +420,13 @@ func (s *sim) shiftOverIfDue(d *driverState) {
 }
 
 func (s *sim) riderCancels(tr *tripState) {
-	if tr.t.State == ev.StateRequested || tr.t.State == ev.StateOffered {
-		s.end_(tr, ev.StateCancelled)
+	if tr.t.State == ride.StateRequested || tr.t.State == ride.StateOffered {
+		s.end_(tr, ride.StateCancelled)
 	}
 }
 
-func (s *sim) driverAnswers(tr *tripState, d *driverState, o *ev.Offer, accept bool) {
-	if tr.t.State != ev.StateOffered || tr.t.Offer.OfferID != o.OfferID {
+func (s *sim) driverAnswers(tr *tripState, d *driverState, o *ride.Offer, accept bool) {
+	if tr.t.State != ride.StateOffered || tr.t.Offer.OfferID != o.OfferID {
 		return // too late: expired, cancelled or given up
 	}
 	if !accept {
@@ -435,7 +436,7 @@ func (s *sim) driverAnswers(tr *tripState, d *driverState, o *ev.Offer, accept b
 		return
 	}
 	d.offer, d.trip = "", tr.t.TripID
-	tr.t.State, tr.t.Offer, tr.t.DriverID, tr.t.Version = ev.StateAccepted, nil, d.id, tr.t.Version+1
+	tr.t.State, tr.t.Offer, tr.t.DriverID, tr.t.Version = ride.StateAccepted, nil, d.id, tr.t.Version+1
 	tr.pickupM, tr.accepted = o.PickupDistanceM, s.now
 	s.publishTrip(tr, o)
 	eta := s.cfg.ETA
@@ -444,9 +445,9 @@ func (s *sim) driverAnswers(tr *tripState, d *driverState, o *ev.Offer, accept b
 	done := s.now.Add(eta.Pickup(o.PickupDistanceM) + boarding + eta.Pickup(geo.DistanceM(pickup, dropoff)))
 	s.at(done, func() {
 		d.trip, d.pos = "", dropoff
-		tr.t.State, tr.t.Version = ev.StateCompleted, tr.t.Version+1
+		tr.t.State, tr.t.Version = ride.StateCompleted, tr.t.Version+1
 		s.publishTrip(tr, nil)
-		s.driverEvent(ev.TypeDriverLocation, d.id, ev.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
+		s.driverEvent(ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
 		s.shiftOverIfDue(d)
 	})
 }
@@ -464,13 +465,13 @@ func (s *sim) result() Result {
 		tr := s.trips[id]
 		r.Requests++
 		switch tr.t.State {
-		case ev.StateCompleted, ev.StateAccepted:
+		case ride.StateCompleted, ride.StateAccepted:
 			r.Accepted++
 			pickups = append(pickups, tr.pickupM)
 			waits = append(waits, tr.accepted.Sub(tr.t.RequestedAt)+eta.Pickup(tr.pickupM))
-		case ev.StateNoDrivers:
+		case ride.StateNoDrivers:
 			r.NoDrivers++
-		case ev.StateCancelled:
+		case ride.StateCancelled:
 			r.Cancelled++
 		default:
 			r.Unfinished++

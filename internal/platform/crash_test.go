@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
 
@@ -38,7 +39,7 @@ func (p *dyingPublisher) PublishAll(ctx context.Context, outs ...ev.Outgoing) er
 		if o.Env.Type != ev.TypeTripUpdated {
 			continue
 		}
-		var u ev.TripUpdated
+		var u ride.TripUpdated
 		if o.Env.DecodePayload(&u) == nil && u.Trip.State == p.at {
 			dying := false
 			p.once.Do(func() { dying = true })
@@ -71,7 +72,7 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 
 			ctx1, kill := context.WithCancel(context.Background())
-			pub := &dyingPublisher{inner: prod, at: ev.StateAccepted, afterOutput: tc.afterOutput, kill: kill, died: make(chan struct{})}
+			pub := &dyingPublisher{inner: prod, at: ride.StateAccepted, afterOutput: tc.afterOutput, kill: kill, died: make(chan struct{})}
 			first := trip.NewService(trip.NewStore(rdb), pub, log)
 			done1 := make(chan error, 1)
 			go func() { done1 <- first.Run(ctx1, e.brokers, prod, log) }()
@@ -107,7 +108,7 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			checkSeq(t, rider)
 			checkSeq(t, driver)
 			stored, _, err := trip.NewStore(rdb).Trip(context.Background(), tripID)
-			if err != nil || stored.State != ev.StateArrived || stored.Version != 4 || stored.DriverID != "d-1" {
+			if err != nil || stored.State != ride.StateArrived || stored.Version != 4 || stored.DriverID != "d-1" {
 				t.Fatalf("stored trip %+v (%v)", stored, err)
 			}
 		})

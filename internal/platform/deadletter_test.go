@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // TestPoisonEventsAreDeadLetteredAndDoNotBlock writes events no consumer can
@@ -30,7 +31,7 @@ func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"id": "unknown-" + key, "type": "teleport", "v": 1, "at": time.Now(), "key": key, "payload": map[string]any{}})
 		return b
 	}
-	illegal, err := ev.NewWithID("illegal-1", ev.TypeTripComplete, "t-none", time.Now(), ev.TripCommand{TripID: "t-none", UserID: "d-x"})
+	illegal, err := ev.NewWithID("illegal-1", ev.TypeTripComplete, "t-none", time.Now(), ride.TripCommand{TripID: "t-none", UserID: "d-x"})
 	if err != nil {
 		t.Fatal(err)
 	}

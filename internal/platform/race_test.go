@@ -14,6 +14,7 @@ import (
 
 	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // snapshotScript reads every listed trip in one atomic step, so a check of
@@ -98,14 +99,14 @@ func raceManyRiders(t *testing.T, policy string) {
 			if js == "" {
 				continue
 			}
-			var tr ev.Trip
+			var tr ride.Trip
 			if err := json.Unmarshal([]byte(js), &tr); err != nil {
 				t.Fatal(err)
 			}
-			if ev.Terminal(tr.State) {
+			if ride.Terminal(tr.State) {
 				done++
 			}
-			if tr.State == ev.StateOffered && tr.Offer != nil {
+			if tr.State == ride.StateOffered && tr.Offer != nil {
 				if other, ok := offers[tr.Offer.DriverID]; ok {
 					t.Fatalf("driver %s holds two open offers at once: %s and %s", tr.Offer.DriverID, other, tr.TripID)
 				}
@@ -116,7 +117,7 @@ func raceManyRiders(t *testing.T, policy string) {
 					t.Fatalf("trip %s had driver %s, now %s", tr.TripID, prev, tr.DriverID)
 				}
 				everDriver[tr.TripID] = tr.DriverID
-				if !ev.Terminal(tr.State) {
+				if !ride.Terminal(tr.State) {
 					if other, busy := active[tr.DriverID]; busy {
 						t.Fatalf("driver %s is in two active trips at once: %s and %s", tr.DriverID, other, tr.TripID)
 					}
@@ -159,7 +160,7 @@ func raceManyRiders(t *testing.T, policy string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var u ev.TripUpdated
+		var u ride.TripUpdated
 		if err := e.DecodePayload(&u); err != nil {
 			t.Fatal(err)
 		}
@@ -183,13 +184,13 @@ func raceManyRiders(t *testing.T, policy string) {
 		if len(drivers4[id]) > 1 {
 			t.Fatalf("trip %s had drivers %v", id, drivers4[id])
 		}
-		if !ev.Terminal(final[id]) {
+		if !ride.Terminal(final[id]) {
 			t.Fatalf("trip %s ended the log in %q", id, final[id])
 		}
 		states[final[id]]++
 	}
 	t.Logf("50 trips ended: %v", states)
-	if states[ev.StateCompleted] == 0 {
+	if states[ride.StateCompleted] == 0 {
 		t.Fatal("no trip completed: the drivers never got through")
 	}
 }

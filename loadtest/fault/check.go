@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/ride"
 )
 
 // Counts is what the checker found. Every field but DeadLetters and the
@@ -105,24 +105,24 @@ func (c Counts) SafetyTotal() int {
 // NO_DRIVERS while searching). It is written out here, not imported from
 // trip/, so that a wrong table there is caught, not copied.
 var legal = map[[2]string]bool{
-	{ev.StateRequested, ev.StateOffered}: true, {ev.StateRequested, ev.StateCancelled}: true,
-	{ev.StateRequested, ev.StateNoDrivers}: true,
-	{ev.StateOffered, ev.StateAccepted}:    true, {ev.StateOffered, ev.StateRequested}: true,
-	{ev.StateOffered, ev.StateCancelled}: true, {ev.StateOffered, ev.StateNoDrivers}: true,
-	{ev.StateAccepted, ev.StateArrived}: true, {ev.StateAccepted, ev.StateCancelled}: true,
-	{ev.StateArrived, ev.StateInProgress}: true, {ev.StateArrived, ev.StateCancelled}: true,
-	{ev.StateInProgress, ev.StateCompleted}: true,
+	{ride.StateRequested, ride.StateOffered}: true, {ride.StateRequested, ride.StateCancelled}: true,
+	{ride.StateRequested, ride.StateNoDrivers}: true,
+	{ride.StateOffered, ride.StateAccepted}:    true, {ride.StateOffered, ride.StateRequested}: true,
+	{ride.StateOffered, ride.StateCancelled}: true, {ride.StateOffered, ride.StateNoDrivers}: true,
+	{ride.StateAccepted, ride.StateArrived}: true, {ride.StateAccepted, ride.StateCancelled}: true,
+	{ride.StateArrived, ride.StateInProgress}: true, {ride.StateArrived, ride.StateCancelled}: true,
+	{ride.StateInProgress, ride.StateCompleted}: true,
 }
 
 // created says a trip may begin so: REQUESTED, or, for a request acked while
 // its rider already had an active trip, CANCELLED with reason rider_busy
 // (docs/trip-states.md).
-func created(t ev.Trip) bool {
-	return t.State == ev.StateRequested || t.State == ev.StateCancelled && t.Reason == "rider_busy"
+func created(t ride.Trip) bool {
+	return t.State == ride.StateRequested || t.State == ride.StateCancelled && t.Reason == "rider_busy"
 }
 
 func active(state string) bool {
-	return state == ev.StateAccepted || state == ev.StateArrived || state == ev.StateInProgress
+	return state == ride.StateAccepted || state == ride.StateArrived || state == ride.StateInProgress
 }
 
 const maxExamples = 5
@@ -151,13 +151,13 @@ func Check(h History) Counts {
 
 	// Each trip's announced versions; a re-announcement of one transition
 	// (tripstate re-publishes after a crash) has the same contents.
-	versions := map[string]map[int64]ev.Trip{}
+	versions := map[string]map[int64]ride.Trip{}
 	announced := map[tripKey]string{}
 	for _, e := range h.TripEvents {
 		t := e.Trip
 		vs := versions[t.TripID]
 		if vs == nil {
-			vs = map[int64]ev.Trip{}
+			vs = map[int64]ride.Trip{}
 			versions[t.TripID] = vs
 		}
 		if prev, ok := vs[t.Version]; ok {
@@ -209,7 +209,7 @@ func Check(h History) Counts {
 			if active(t.State) && sp == nil && t.DriverID != "" {
 				sp = &span{trip: id, start: t.UpdatedAt}
 			}
-			if ev.Terminal(t.State) && sp != nil && sp.end.IsZero() {
+			if ride.Terminal(t.State) && sp != nil && sp.end.IsZero() {
 				sp.end = t.UpdatedAt
 			}
 		}
@@ -237,7 +237,7 @@ func Check(h History) Counts {
 	// The store against the log.
 	ended := func(id string) bool {
 		st, ok := h.Store.Trips[id]
-		return !ok || ev.Terminal(st.Trip.State)
+		return !ok || ride.Terminal(st.Trip.State)
 	}
 	for id, st := range h.Store.Trips {
 		vs := versions[id]
@@ -245,7 +245,7 @@ func Check(h History) Counts {
 			k.c.VersionGaps++
 			k.example("version_gaps", "trip %s stored at v%d, never announced", id, st.V)
 		}
-		if !ev.Terminal(st.Trip.State) {
+		if !ride.Terminal(st.Trip.State) {
 			k.c.TripsNotTerminal++
 			k.example("trips_not_terminal", "trip %s stored in %s", id, st.Trip.State)
 		}
@@ -298,7 +298,7 @@ func Check(h History) Counts {
 				k.example("acked_without_trip", "rider %s: trip %s", r.Rider, r.TripID)
 				continue
 			}
-			if stored && !ev.Terminal(st.Trip.State) {
+			if stored && !ride.Terminal(st.Trip.State) {
 				k.c.NotTerminal++
 				k.example("requests_not_terminal", "rider %s: trip %s in %s (rider saw %q)", r.Rider, r.TripID,
 					st.Trip.State, r.FinalState)

@@ -7,21 +7,22 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/ride"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
-// ride is the announced life of one completed trip of rider r with driver d,
+// wholeRide is the announced life of one completed trip of rider r with driver d,
 // starting at minute m.
-func ride(id, r, d string, m int) []TripEvent {
+func wholeRide(id, r, d string, m int) []TripEvent {
 	at := func(s int) time.Time { return t0.Add(time.Duration(m)*time.Minute + time.Duration(s)*time.Second) }
 	states := []struct {
 		s, d string
-	}{{ev.StateRequested, ""}, {ev.StateOffered, ""}, {ev.StateAccepted, d}, {ev.StateArrived, d},
-		{ev.StateInProgress, d}, {ev.StateCompleted, d}}
+	}{{ride.StateRequested, ""}, {ride.StateOffered, ""}, {ride.StateAccepted, d}, {ride.StateArrived, d},
+		{ride.StateInProgress, d}, {ride.StateCompleted, d}}
 	var out []TripEvent
 	for i, s := range states {
-		out = append(out, TripEvent{Trip: ev.Trip{TripID: id, State: s.s, Version: int64(i + 1), RiderID: r,
+		out = append(out, TripEvent{Trip: ride.Trip{TripID: id, State: s.s, Version: int64(i + 1), RiderID: r,
 			DriverID: s.d, UpdatedAt: at(i)}})
 	}
 	return out
@@ -34,7 +35,7 @@ func clean() History {
 		Reservations: map[string]Reservation{}, RiderTrips: map[string]string{}}}
 	for i, id := range []string{"t1", "t2"} {
 		r := "r" + id
-		evs := ride(id, r, "d1", i)
+		evs := wholeRide(id, r, "d1", i)
 		h.TripEvents = append(h.TripEvents, evs...)
 		last := evs[len(evs)-1].Trip
 		h.Store.Trips[id] = StoredTrip{V: last.Version, Trip: last}
@@ -75,12 +76,12 @@ func TestCheckCountsEachViolation(t *testing.T) {
 		{"AcceptedNeverEnded", func(h *History) {
 			// t2 stops at ARRIVED in the log and the store; its rider is
 			// left out (the rider's side is NotTerminal's case).
-			h.TripEvents = append(ride("t1", "rt1", "d1", 0), ride("t2", "rt2", "d1", 1)[:4]...)
+			h.TripEvents = append(wholeRide("t1", "rt1", "d1", 0), wholeRide("t2", "rt2", "d1", 1)[:4]...)
 			h.Store.Trips["t2"] = StoredTrip{V: 4, Trip: h.TripEvents[len(h.TripEvents)-1].Trip}
 			h.Requests, h.Pushes, h.LogPushes = h.Requests[:1], nil, nil
 		}},
 		{"DriverInTwoTrips", func(h *History) {
-			h.TripEvents = append(h.TripEvents, shift(ride("t3", "rt3", "d1", 0), 2*time.Second)...)
+			h.TripEvents = append(h.TripEvents, shift(wholeRide("t3", "rt3", "d1", 0), 2*time.Second)...)
 			h.Store.Trips["t3"] = StoredTrip{V: 6, Trip: h.TripEvents[len(h.TripEvents)-1].Trip}
 		}},
 		{"TripWithTwoDrivers", func(h *History) {
@@ -92,11 +93,11 @@ func TestCheckCountsEachViolation(t *testing.T) {
 			h.Store.Trips["t1"] = StoredTrip{V: 6, Trip: h.TripEvents[5].Trip}
 		}},
 		{"IllegalTransitions", func(h *History) {
-			h.TripEvents[3].Trip.State = ev.StateCompleted // ACCEPTED → COMPLETED → IN_PROGRESS
+			h.TripEvents[3].Trip.State = ride.StateCompleted // ACCEPTED → COMPLETED → IN_PROGRESS
 			for i := range h.Pushes {
 				if h.Pushes[i].TripID == "t1" && h.Pushes[i].Version == 4 {
-					h.Pushes[i].State = ev.StateCompleted
-					h.LogPushes[i].State = ev.StateCompleted
+					h.Pushes[i].State = ride.StateCompleted
+					h.LogPushes[i].State = ride.StateCompleted
 				}
 			}
 		}},
@@ -105,7 +106,7 @@ func TestCheckCountsEachViolation(t *testing.T) {
 		}},
 		{"VersionRepeats", func(h *History) {
 			e := h.TripEvents[1]
-			e.Trip.State = ev.StateCancelled
+			e.Trip.State = ride.StateCancelled
 			h.TripEvents = append(h.TripEvents, e)
 		}},
 		{"PushesTwice", func(h *History) {
@@ -114,11 +115,11 @@ func TestCheckCountsEachViolation(t *testing.T) {
 			h.Pushes = append(h.Pushes, p)
 		}},
 		{"PushesNeverStored", func(h *History) {
-			h.Pushes = append(h.Pushes, sim.PushRecord{User: "rt1", Seq: 50, TripID: "t1", State: ev.StateArrived, Version: 9})
+			h.Pushes = append(h.Pushes, sim.PushRecord{User: "rt1", Seq: 50, TripID: "t1", State: ride.StateArrived, Version: 9})
 		}},
 		{"NotTerminal", func(h *History) {
 			st := h.Store.Trips["t2"]
-			st.Trip.State = ev.StateRequested // stored ahead of nothing: same version, other state
+			st.Trip.State = ride.StateRequested // stored ahead of nothing: same version, other state
 			h.Store.Trips["t2"] = st
 		}},
 		{"Unanswered", func(h *History) {
@@ -184,7 +185,7 @@ func TestCheckRefusedRequest(t *testing.T) {
 		illegal int
 	}{{"rider_busy", 0}, {"", 1}} {
 		h := clean()
-		tr := ev.Trip{TripID: "t3", State: ev.StateCancelled, Reason: tc.reason, Version: 1, RiderID: "rt1", UpdatedAt: t0}
+		tr := ride.Trip{TripID: "t3", State: ride.StateCancelled, Reason: tc.reason, Version: 1, RiderID: "rt1", UpdatedAt: t0}
 		h.TripEvents = append(h.TripEvents, TripEvent{Trip: tr, Cause: ev.TypeRideRequest})
 		h.Store.Trips["t3"] = StoredTrip{V: 1, Trip: tr}
 		h.Requests = append(h.Requests, sim.RequestRecord{Rider: "rt1", TripID: "t3", Acked: true, FinalState: tr.State, Outcome: "ended"})

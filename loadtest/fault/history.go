@@ -10,6 +10,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/ride"
 )
 
 // History is everything the checker reads: the event log, the final store
@@ -30,7 +31,7 @@ type History struct {
 
 // TripEvent is one announced transition.
 type TripEvent struct {
-	Trip  ev.Trip
+	Trip  ride.Trip
 	Cause string
 }
 
@@ -60,7 +61,7 @@ type Store struct {
 // StoredTrip is one trip hash.
 type StoredTrip struct {
 	V    int64
-	Trip ev.Trip
+	Trip ride.Trip
 }
 
 // Reservation is a dispatcher's hold on a driver: with a TTL for an offer,

@@ -12,6 +12,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // ReadLog reads every topic from its first offset to its end straight off
@@ -91,20 +93,20 @@ func decodeInto(topic string, v []byte, h *History) {
 		e := d.Envelope
 		switch {
 		case topic == ev.TopicTripEvents && e.Type == ev.TypeTripUpdated:
-			var u ev.TripUpdated
+			var u ride.TripUpdated
 			if json.Unmarshal(e.Payload, &u) != nil {
 				h.Undecodable++
 				continue
 			}
 			h.TripEvents = append(h.TripEvents, TripEvent{Trip: u.Trip, Cause: u.Cause})
 		case topic == ev.TopicUserPushes && e.Type == ev.TypePush:
-			var p ev.Push
-			var m ev.TripMessage
+			var p protocol.Push
+			var m protocol.TripMessage
 			if json.Unmarshal(e.Payload, &p) != nil || json.Unmarshal(p.Message, &m) != nil {
 				h.Undecodable++
 				continue
 			}
-			if m.Type == ev.PushTrip {
+			if m.Type == protocol.PushTrip {
 				h.LogPushes = append(h.LogPushes, LogPush{User: p.UserID, TripID: m.TripID, State: m.State, Version: m.Version})
 			}
 		case topic == ev.TopicDeadLetters && e.Type == ev.TypeDeadLetter:

@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/loadtest/sim"
+	"github.com/hexride/hexride/ride"
 )
 
 // Config of one fault run.
@@ -161,7 +161,7 @@ func waitSettled(ctx context.Context, rdb *redis.Client, d time.Duration) error 
 		s, err := ReadStore(ctx, rdb)
 		open := 0
 		for _, t := range s.Trips {
-			if !ev.Terminal(t.Trip.State) {
+			if !ride.Terminal(t.Trip.State) {
 				open++
 			}
 		}

@@ -1,0 +1,96 @@
+// Package protocol is the public WebSocket contract (v1) between a phone and
+// the gateway, written once for the gateway, the load tester and client
+// libraries: the server-to-phone messages and the user.pushes record that
+// carries one to a user. protocol.md is the prose; asyncapi.yaml the schema.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/hexride/hexride/ride"
+)
+
+// Server-to-phone message types that travel as pushes (they carry a seq).
+const (
+	PushOffer          = "offer"
+	PushTrip           = "trip"
+	PushDriverLocation = "driver.location"
+	PushResync         = "resync"
+)
+
+// PushTypes lists every push message type.
+var PushTypes = []string{PushOffer, PushTrip, PushDriverLocation, PushResync}
+
+// OfferMessage is the `offer` push to the driver offered a ride.
+type OfferMessage struct {
+	Type            string      `json:"type"`
+	OfferID         string      `json:"offer_id"`
+	TripID          string      `json:"trip_id"`
+	Pickup          ride.LatLng `json:"pickup"`
+	Dropoff         ride.LatLng `json:"dropoff"`
+	PickupDistanceM float64     `json:"pickup_distance_m"`
+	ExpiresAt       string      `json:"expires_at"`
+}
+
+// TripMessage is the `trip` push, and the trip inside `resync`.
+type TripMessage struct {
+	Type     string      `json:"type,omitempty"`
+	TripID   string      `json:"trip_id"`
+	State    string      `json:"state"`
+	Version  int64       `json:"version"`
+	RiderID  string      `json:"rider_id"`
+	DriverID string      `json:"driver_id,omitempty"`
+	Pickup   ride.LatLng `json:"pickup"`
+	Dropoff  ride.LatLng `json:"dropoff"`
+	Reason   string      `json:"reason,omitempty"`
+	// UpdatedAt is an optional addition to the v1 contract.
+	UpdatedAt string `json:"updated_at,omitempty"`
+}
+
+// NewTripMessage renders t as the public trip shape. The driver is named only
+// once assigned (ACCEPTED onwards), as protocol.md says.
+func NewTripMessage(t ride.Trip) TripMessage {
+	m := TripMessage{Type: PushTrip, TripID: t.TripID, State: t.State, Version: t.Version, RiderID: t.RiderID,
+		DriverID: t.DriverID, Pickup: t.Pickup, Dropoff: t.Dropoff, Reason: t.Reason}
+	if !t.UpdatedAt.IsZero() {
+		m.UpdatedAt = formatTime(t.UpdatedAt)
+	}
+	return m
+}
+
+// DriverLocationMessage is the `driver.location` push to a rider.
+type DriverLocationMessage struct {
+	Type    string   `json:"type"`
+	TripID  string   `json:"trip_id"`
+	Lat     float64  `json:"lat"`
+	Lng     float64  `json:"lng"`
+	Heading *float64 `json:"heading"`
+	At      string   `json:"at"`
+}
+
+// ResyncMessage tells a resuming phone its gap could not be filled; Trip is
+// its current trip or nil.
+type ResyncMessage struct {
+	Type string       `json:"type"`
+	Trip *TripMessage `json:"trip"`
+}
+
+// NewOfferMessage renders an offer for the driver.
+func NewOfferMessage(t ride.Trip, o ride.Offer) OfferMessage {
+	return OfferMessage{Type: PushOffer, OfferID: o.OfferID, TripID: t.TripID, Pickup: t.Pickup, Dropoff: t.Dropoff,
+		PickupDistanceM: o.PickupDistanceM, ExpiresAt: formatTime(o.ExpiresAt)}
+}
+
+// Push is one message for one user's phone. Message is the JSON object the
+// phone receives, without its seq: the gateway numbers pushes per user.
+type Push struct {
+	UserID  string          `json:"user_id"`
+	Message json.RawMessage `json:"message"`
+}
+
+// TimeFormat is how the contract writes a time: RFC 3339 in UTC with
+// milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
