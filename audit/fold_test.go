@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/ride"
@@ -14,7 +14,7 @@ import (
 
 // update is the trip.events record tripstate writes for trip t1 at a
 // version, state and cause.
-func update(t *testing.T, v int64, state, cause string) kafka.Message {
+func update(t *testing.T, v int64, state, cause string) kafkago.Message {
 	t.Helper()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(v) * time.Second)
 	u := ride.TripUpdated{Cause: cause, Trip: ride.Trip{TripID: "t1", State: state, Version: v, RiderID: "r", UpdatedAt: at}}
@@ -26,44 +26,44 @@ func update(t *testing.T, v int64, state, cause string) kafka.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kafka.Message{Topic: ev.TopicTripEvents, Key: []byte("t1"), Value: b}
+	return kafkago.Message{Topic: ev.TopicTripEvents, Key: []byte("t1"), Value: b}
 }
 
 // TestFoldChecksTheLog feeds the fold what a log can hold, good and bad,
 // and checks what it makes of each.
 func TestFoldChecksTheLog(t *testing.T) {
-	req := func(t *testing.T) kafka.Message { return update(t, 1, ride.StateRequested, ev.TypeRideRequest) }
-	offered := func(t *testing.T) kafka.Message { return update(t, 2, ride.StateOffered, ev.TypeDispatchOffer) }
-	accepted := func(t *testing.T) kafka.Message { return update(t, 3, ride.StateAccepted, ev.TypeOfferAccept) }
+	req := func(t *testing.T) kafkago.Message { return update(t, 1, ride.StateRequested, ev.TypeRideRequest) }
+	offered := func(t *testing.T) kafkago.Message { return update(t, 2, ride.StateOffered, ev.TypeDispatchOffer) }
+	accepted := func(t *testing.T) kafkago.Message { return update(t, 3, ride.StateAccepted, ev.TypeOfferAccept) }
 	for _, tc := range []struct {
 		name        string
-		log         func(t *testing.T) []kafka.Message
+		log         func(t *testing.T) []kafkago.Message
 		version     int64
 		state       string
 		redelivered int
 		problem     string // in the only problem; none when empty
 	}{
-		{"in order", func(t *testing.T) []kafka.Message { return []kafka.Message{req(t), offered(t), accepted(t)} },
+		{"in order", func(t *testing.T) []kafkago.Message { return []kafkago.Message{req(t), offered(t), accepted(t)} },
 			3, ride.StateAccepted, 0, ""},
-		{"a byte-identical copy is a redelivery", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), offered(t), offered(t), accepted(t)}
+		{"a byte-identical copy is a redelivery", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{req(t), offered(t), offered(t), accepted(t)}
 		}, 3, ride.StateAccepted, 1, ""},
-		{"an old version again, identical", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), offered(t), accepted(t), offered(t)}
+		{"an old version again, identical", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{req(t), offered(t), accepted(t), offered(t)}
 		}, 3, ride.StateAccepted, 1, ""},
-		{"a version again with other content", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), offered(t), update(t, 2, ride.StateCancelled, ev.TypeTripCancel)}
+		{"a version again with other content", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{req(t), offered(t), update(t, 2, ride.StateCancelled, ev.TypeTripCancel)}
 		}, 2, ride.StateOffered, 0, "v2 again after v2, with other content"},
-		{"a version missing", func(t *testing.T) []kafka.Message { return []kafka.Message{req(t), accepted(t)} },
+		{"a version missing", func(t *testing.T) []kafkago.Message { return []kafkago.Message{req(t), accepted(t)} },
 			3, ride.StateAccepted, 0, "v3 follows v1: versions missing"},
-		{"a transition the table does not have", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), update(t, 2, ride.StateCompleted, ev.TypeTripComplete)}
+		{"a transition the table does not have", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{req(t), update(t, 2, ride.StateCompleted, ev.TypeTripComplete)}
 		}, 2, ride.StateCompleted, 0, "REQUESTED→COMPLETED by trip.complete is not a transition"},
-		{"a trip that does not start with a request", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{update(t, 1, ride.StateOffered, ev.TypeDispatchOffer)}
+		{"a trip that does not start with a request", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{update(t, 1, ride.StateOffered, ev.TypeDispatchOffer)}
 		}, 1, ride.StateOffered, 0, "a trip starts REQUESTED"},
-		{"a record that is not an event", func(t *testing.T) []kafka.Message {
-			return []kafka.Message{req(t), {Topic: ev.TopicTripEvents, Key: []byte("t1"), Value: []byte("{oops")}}
+		{"a record that is not an event", func(t *testing.T) []kafkago.Message {
+			return []kafkago.Message{req(t), {Topic: ev.TopicTripEvents, Key: []byte("t1"), Value: []byte("{oops")}}
 		}, 1, ride.StateRequested, 0, "does not decode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

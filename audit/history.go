@@ -9,10 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 )
@@ -120,7 +121,7 @@ func History(ctx context.Context, brokers []string, tripID string) ([]Record, er
 	if tripID == "" {
 		return nil, fmt.Errorf("history: no trip id")
 	}
-	readers := map[string]func(kafka.Message) (Record, bool){
+	readers := map[string]func(kafkago.Message) (Record, bool){
 		ev.TopicTripCommands: commandRecord,
 		ev.TopicTripEvents:   transitionRecord,
 		ev.TopicDeadLetters:  deadLetterRecord,
@@ -130,7 +131,7 @@ func History(ctx context.Context, brokers []string, tripID string) ([]Record, er
 	g, gctx := errgroup.WithContext(ctx)
 	for topic, read := range readers {
 		g.Go(func() error {
-			recs, err := readKeyed(gctx, brokers, topic, []byte(tripID), func(m kafka.Message) (Record, bool) {
+			recs, err := readKeyed(gctx, brokers, topic, []byte(tripID), func(m kafkago.Message) (Record, bool) {
 				if string(m.Key) != tripID {
 					return Record{}, false
 				}
@@ -162,17 +163,17 @@ func History(ctx context.Context, brokers []string, tripID string) ([]Record, er
 
 // readKeyed reads the partition of topic that key maps to and keeps the
 // records keep makes of its messages.
-func readKeyed(ctx context.Context, brokers []string, topic string, key []byte, keep func(kafka.Message) (Record, bool)) ([]Record, error) {
-	n, err := ev.Partitions(ctx, brokers, topic)
+func readKeyed(ctx context.Context, brokers []string, topic string, key []byte, keep func(kafkago.Message) (Record, bool)) ([]Record, error) {
+	n, err := kafka.Partitions(ctx, brokers, topic)
 	if err != nil {
 		return nil, err
 	}
-	spans, err := spansOf(ctx, brokers, topic, []int{ev.NewPartitioner(n).Of(key)})
+	spans, err := spansOf(ctx, brokers, topic, []int{kafka.NewPartitioner(n).Of(key)})
 	if err != nil {
 		return nil, err
 	}
 	var out []Record
-	err = readSpan(ctx, brokers, spans[0], func(m kafka.Message) error {
+	err = readSpan(ctx, brokers, spans[0], func(m kafkago.Message) error {
 		if r, ok := keep(m); ok {
 			out = append(out, r)
 		}
@@ -182,13 +183,13 @@ func readKeyed(ctx context.Context, brokers []string, topic string, key []byte, 
 }
 
 // at places a record of m in the log.
-func at(m kafka.Message, kind string) Record {
+func at(m kafkago.Message, kind string) Record {
 	return Record{Kind: kind, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, At: m.Time.UTC()}
 }
 
 // envelopes decodes m's events; a record that does not decode is kept as
 // undecodable rather than dropped, since it is part of the trip's record.
-func envelopes(m kafka.Message) ([]ev.Envelope, *Record) {
+func envelopes(m kafkago.Message) ([]ev.Envelope, *Record) {
 	decs, err := ev.DecodeRecord(m.Value)
 	if err == nil {
 		es := make([]ev.Envelope, 0, len(decs))
@@ -208,7 +209,7 @@ func envelopes(m kafka.Message) ([]ev.Envelope, *Record) {
 	return nil, &r
 }
 
-func commandRecord(m kafka.Message) (Record, bool) {
+func commandRecord(m kafkago.Message) (Record, bool) {
 	es, bad := envelopes(m)
 	if bad != nil {
 		return *bad, true
@@ -244,7 +245,7 @@ func commandRecord(m kafka.Message) (Record, bool) {
 	return r, true
 }
 
-func transitionRecord(m kafka.Message) (Record, bool) {
+func transitionRecord(m kafkago.Message) (Record, bool) {
 	es, bad := envelopes(m)
 	if bad != nil {
 		return *bad, true
@@ -273,7 +274,7 @@ func transitionRecord(m kafka.Message) (Record, bool) {
 	return r, true
 }
 
-func deadLetterRecord(m kafka.Message) (Record, bool) {
+func deadLetterRecord(m kafkago.Message) (Record, bool) {
 	es, bad := envelopes(m)
 	if bad != nil {
 		return *bad, true
@@ -334,11 +335,11 @@ func readPushes(ctx context.Context, brokers []string, tripID string, users []st
 	if len(users) == 0 {
 		return nil, nil
 	}
-	n, err := ev.Partitions(ctx, brokers, ev.TopicUserPushes)
+	n, err := kafka.Partitions(ctx, brokers, ev.TopicUserPushes)
 	if err != nil {
 		return nil, err
 	}
-	part := ev.NewPartitioner(n)
+	part := kafka.NewPartitioner(n)
 	var ps []int
 	for _, u := range users {
 		if p := part.Of([]byte(u)); !slices.Contains(ps, p) {
@@ -353,7 +354,7 @@ func readPushes(ctx context.Context, brokers []string, tripID string, users []st
 	g, gctx := errgroup.WithContext(ctx)
 	for i, s := range spans {
 		g.Go(func() error {
-			return readSpan(gctx, brokers, s, func(m kafka.Message) error {
+			return readSpan(gctx, brokers, s, func(m kafkago.Message) error {
 				if !slices.Contains(users, string(m.Key)) {
 					return nil
 				}
@@ -367,7 +368,7 @@ func readPushes(ctx context.Context, brokers []string, tripID string, users []st
 	return out, g.Wait()
 }
 
-func pushRecord(m kafka.Message, tripID string) (Record, bool) {
+func pushRecord(m kafkago.Message, tripID string) (Record, bool) {
 	es, bad := envelopes(m)
 	if bad != nil {
 		return Record{}, false // another user's business, and not this trip's

@@ -17,7 +17,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // span is the part of one partition that is read: from its first offset
@@ -34,8 +34,8 @@ func (s span) String() string {
 
 // client answers metadata and offset requests; its timeout also bounds
 // how long an unreachable broker takes to say so.
-func client(brokers []string) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+func client(brokers []string) *kafkago.Client {
+	return &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
 }
 
 func allPartitions(n int) []int {
@@ -48,15 +48,15 @@ func allPartitions(n int) []int {
 
 // spansOf reads the first and end offsets of the given partitions.
 func spansOf(ctx context.Context, brokers []string, topic string, partitions []int) ([]span, error) {
-	var reqs []kafka.OffsetRequest
+	var reqs []kafkago.OffsetRequest
 	for _, p := range partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
-	res, err := client(brokers).ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	res, err := client(brokers).ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
 	}
-	got := map[int]kafka.PartitionOffsets{}
+	got := map[int]kafkago.PartitionOffsets{}
 	for _, po := range res.Topics[topic] {
 		if po.Error != nil {
 			return nil, fmt.Errorf("list offsets of %s partition %d: %w", topic, po.Partition, po.Error)
@@ -79,12 +79,12 @@ func spansOf(ctx context.Context, brokers []string, topic string, partitions []i
 // nothing is joined or committed, and no long poll past the end (a
 // kafka-go Reader waits out a fetch of what is not there yet before it
 // closes, three quarters of a second per partition).
-func readSpan(ctx context.Context, brokers []string, s span, fn func(kafka.Message) error) error {
+func readSpan(ctx context.Context, brokers []string, s span, fn func(kafkago.Message) error) error {
 	if s.end <= s.first {
 		return nil
 	}
-	d := &kafka.Dialer{Timeout: 10 * time.Second}
-	var conn *kafka.Conn
+	d := &kafkago.Dialer{Timeout: 10 * time.Second}
+	var conn *kafkago.Conn
 	var err error
 	for _, b := range brokers {
 		if conn, err = d.DialLeader(ctx, "tcp", b, s.topic, s.partition); err == nil {
@@ -99,13 +99,13 @@ func readSpan(ctx context.Context, brokers []string, s span, fn func(kafka.Messa
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	for off := s.first; off < s.end; {
-		if _, err := conn.Seek(off, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
+		if _, err := conn.Seek(off, kafkago.SeekAbsolute|kafkago.SeekDontCheck); err != nil {
 			return fmt.Errorf("read %s at %d: %w", s, off, err)
 		}
 		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 			return fmt.Errorf("read %s at %d: %w", s, off, err)
 		}
-		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 10 << 20, MaxWait: time.Second})
+		batch := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: 10 << 20, MaxWait: time.Second})
 		from := off
 		for off < s.end {
 			m, err := batch.ReadMessage()

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
@@ -173,7 +174,7 @@ type fold struct {
 // readTrips reads every partition of trip.events, at once, and folds each
 // trip's transitions.
 func readTrips(ctx context.Context, brokers []string) (*Report, map[string]*fold, error) {
-	n, err := ev.Partitions(ctx, brokers, ev.TopicTripEvents)
+	n, err := kafka.Partitions(ctx, brokers, ev.TopicTripEvents)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,7 +192,7 @@ func readTrips(ctx context.Context, brokers []string) (*Report, map[string]*fold
 			// folds its own trips and only the merge is shared.
 			part := &Report{}
 			mine := map[string]*fold{}
-			err := readSpan(gctx, brokers, s, func(m kafka.Message) error {
+			err := readSpan(gctx, brokers, s, func(m kafkago.Message) error {
 				part.Records++
 				step(part, mine, m)
 				return nil
@@ -230,7 +231,7 @@ func cmpProblem(a, b Problem) int {
 }
 
 // step folds one trip.events record into its trip.
-func step(rep *Report, folds map[string]*fold, m kafka.Message) {
+func step(rep *Report, folds map[string]*fold, m kafkago.Message) {
 	problem := func(id, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{TripID: id, Partition: m.Partition, Offset: m.Offset, Problem: fmt.Sprintf(format, args...)})
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hexride/hexride/audit"
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
@@ -26,13 +28,13 @@ var benchTrips = flag.Int("replay-trips", 2000, "trips in the log BenchmarkRepla
 //	go test ./audit -run XXX -bench Replay -benchtime 3x -replay-trips 10000
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(broker.Close)
 	live, into := redistest.Start(b).Client(b), redistest.Start(b).Client(b)
-	pub := ev.NewProducer(broker.Addrs(), 0)
+	pub := kafka.NewProducer(broker.Addrs(), 0)
 	defer pub.Close()
 
 	states := []struct{ state, cause string }{{ride.StateRequested, ev.TypeRideRequest}, {ride.StateOffered, ev.TypeDispatchOffer},

@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
@@ -96,9 +95,11 @@ func ValidatePolicy(name string) error {
 	return fmt.Errorf("unknown dispatch policy %q (want %q or %q)", name, PolicyGreedy, PolicyBatch)
 }
 
-// Publisher sends the dispatcher's decisions; it returns once they are durable.
+// Publisher sends the decisions the offer clock makes (Tick); it returns
+// once they are durable. What a trip event decides is returned to the
+// router instead.
 type Publisher interface {
-	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+	Publish(ctx context.Context, outs ...ev.Outgoing) error
 }
 
 var (
@@ -133,7 +134,7 @@ type search struct {
 	offer    *ride.Offer // open offer, if any
 	// partition and from are where the trip's events are and the offset of
 	// the first one this search was built from: the partition's owner does
-	// not commit past it (see floor), so whoever owns the partition next
+	// not commit past it (see Floor), so whoever owns the partition next
 	// reads the trip's events again and rebuilds the search.
 	partition int
 	from      int64
@@ -174,8 +175,9 @@ type Dispatcher struct {
 	// are the trip partitions this replica owns and is still reading back.
 	// Nothing is decided before the supply is rebuilt, nor for a trip whose
 	// partition is being read back.
-	rebuilt   bool
-	replaying map[int]bool
+	rebuilt        bool
+	rebuildStarted time.Time
+	replaying      map[int]bool
 }
 
 // tripRef is a trip and the partition of its events.
@@ -204,33 +206,25 @@ func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dis
 // dispatcher's replicas.
 const GroupTrips = "dispatcher-trips"
 
-// Run rebuilds the supply view, then follows driver events and the trips of
-// the partitions this replica is given, and runs the offer clock, until ctx
-// ends.
-func (d *Dispatcher) Run(ctx context.Context, brokers []string, dead *ev.Producer) error {
-	d.forget()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return d.followSupply(ctx, brokers, dead) })
-	g.Go(func() error {
-		return ev.ConsumeOwned(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupTrips, Topic: ev.TopicTripEvents,
-			DeadLetters: dead, Logger: d.log}, ev.Ownership{Assigned: d.assign, CaughtUp: d.caughtUp, Floor: d.floor},
-			d.HandleTripEvent)
-	})
-	g.Go(func() error {
-		t := time.NewTicker(d.cfg.RetryEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
-					d.log.Warn("dispatch tick", "err", err)
-				}
+// Run runs the offer clock until ctx ends: expiries, deadlines and the
+// searches that wait for supply. Events reach the dispatcher through the
+// router: driver.events at HandleDriverEvents (read in no group, from
+// SupplyFrom, after PrepareSupply), trip.events at HandleTripEvent (in
+// GroupTrips, told of its partitions through Assigned, CaughtUp and Floor);
+// the routes are in internal/platform.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.RetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("dispatch tick", "err", err)
 			}
 		}
-	})
-	return g.Wait()
+	}
 }
 
 // HandleDriverEvent updates the supply index from a ping or an availability
@@ -271,19 +265,19 @@ func (d *Dispatcher) HandleDriverEvent(_ context.Context, e ev.Envelope) error {
 
 // HandleTripEvent follows each trip: a trip in REQUESTED is searched for, an
 // accepted driver becomes busy until the trip ends, a closed offer frees its
-// driver.
-func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
+// driver. It returns the offer (or expiry, or give-up) the trip is due.
+func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) ([]ev.Outgoing, error) {
 	if e.Type != ev.TypeTripUpdated {
-		return ev.Permanent(fmt.Errorf("unknown trip event type %q", e.Type))
+		return nil, ev.Permanent(fmt.Errorf("unknown trip event type %q", e.Type))
 	}
 	var u ride.TripUpdated
 	if err := e.DecodePayload(&u); err != nil {
-		return err
+		return nil, err
 	}
 	t := u.Trip
-	pos, known := ev.PositionOf(ctx)
-	if !known { // called directly, as the tests and the simulation do
-		pos = ev.Position{Partition: -1, Offset: -1}
+	pos := ev.Position{Partition: -1, Offset: -1} // not read from the log: a test, the simulation
+	if e.Source != nil {
+		pos = *e.Source
 	}
 	d.mu.Lock()
 	if o := u.EndedOffer; o != nil && d.offered[o.DriverID] == t.TripID {
@@ -329,9 +323,10 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) error {
 	}
 	d.mu.Unlock()
 	if err := d.reserveFor(ctx, u); err != nil {
-		return err
+		d.undo(ctx, outs)
+		return nil, err
 	}
-	return d.publish(ctx, outs)
+	return outs, nil
 }
 
 // reserveFor keeps the shared reservations in step with a trip: an accepted
@@ -550,16 +545,23 @@ func (d *Dispatcher) command(typ, id string, cmd ride.TripCommand) []ev.Outgoing
 	return []ev.Outgoing{{Topic: ev.TopicTripCommands, Env: env}}
 }
 
-// publish sends decisions. If they cannot be sent, the decisions are undone so
-// the next tick decides again rather than waiting on an offer nobody made.
+// publish sends the offer clock's decisions. If they cannot be sent, the
+// decisions are undone so the next tick decides again rather than waiting on
+// an offer nobody made.
 func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	err := d.pub.PublishAll(ctx, outs...)
+	err := d.pub.Publish(ctx, outs...)
 	if err == nil {
 		return nil
 	}
+	d.undo(ctx, outs)
+	return fmt.Errorf("publish dispatch decisions: %w", err)
+}
+
+// undo forgets decisions that were not made after all.
+func (d *Dispatcher) undo(ctx context.Context, outs []ev.Outgoing) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, o := range outs {
@@ -589,5 +591,4 @@ func (d *Dispatcher) publish(ctx context.Context, outs []ev.Outgoing) error {
 			s.giveUpSent = false
 		}
 	}
-	return fmt.Errorf("publish dispatch decisions: %w", err)
 }

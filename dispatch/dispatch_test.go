@@ -17,7 +17,7 @@ type capture struct {
 	fail error
 }
 
-func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+func (c *capture) Publish(_ context.Context, outs ...ev.Outgoing) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {
@@ -82,7 +82,16 @@ func (f *fixture) driver(id string, lat, lng float64, available bool) {
 }
 
 func (f *fixture) trip(tr ride.Trip, ended *ride.Offer) {
-	f.must(f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, tr.TripID, ride.TripUpdated{Trip: tr, EndedOffer: ended})))
+	f.handle(f.env(ev.TypeTripUpdated, tr.TripID, ride.TripUpdated{Trip: tr, EndedOffer: ended}))
+}
+
+// handle runs HandleTripEvent as the router does: what it decides is
+// published.
+func (f *fixture) handle(e ev.Envelope) {
+	f.t.Helper()
+	outs, err := f.d.HandleTripEvent(context.Background(), e)
+	f.must(err)
+	f.must(f.pub.Publish(context.Background(), outs...))
 }
 
 func requested(id string, offered ...string) ride.Trip {
@@ -194,13 +203,18 @@ func TestExpiryAndDeadline(t *testing.T) {
 	}
 }
 
+// TestFailedPublishIsDecidedAgain: an offer the clock decides but cannot
+// publish is undone and decided again on the next tick. (What a trip event
+// decides is returned to the router, which retries publishing it.)
 func TestFailedPublishIsDecidedAgain(t *testing.T) {
 	f := newFixture(t)
+	f.must(f.d.PrepareSupply(context.Background()))
 	f.driver("d1", 37.7759, -122.4194, true)
+	f.trip(requested("t"), nil) // not rebuilt yet: the search waits for the clock
+	f.d.SupplyCaughtUp()
 	f.pub.fail = errors.New("broker down")
-	err := f.d.HandleTripEvent(context.Background(), f.env(ev.TypeTripUpdated, "t", ride.TripUpdated{Trip: requested("t")}))
-	if err == nil {
-		t.Fatal("a failed publish must fail the handler so the event is redelivered")
+	if err := f.d.Tick(context.Background()); err == nil {
+		t.Fatal("a failed publish must fail the tick")
 	}
 	f.pub.fail = nil
 	f.must(f.d.Tick(context.Background()))

@@ -17,10 +17,10 @@ import (
 //   - availability: the durable record the gateway keeps of every change a
 //     driver acknowledged (AvailabilityRecord), then the log;
 //   - positions: driver.events from StaleAfter ago (an older position is
-//     never offered anyway), read in no consumer group (followSupply);
+//     never offered anyway), read in no consumer group (SupplyFrom);
 //   - open searches and their offers: trip.events of the partitions this
 //     replica owns, from the first event of the oldest search still open
-//     there, which is as far as any owner commits (floor);
+//     there, which is as far as any owner commits (Floor);
 //   - drivers on a trip or holding an offer from another replica (or from
 //     before a restart): not held here at all. The shared reservation
 //     refuses them at offer time, and it checks tripstate's own claim on
@@ -40,57 +40,55 @@ var rebuildSeconds = promauto.NewGauge(prometheus.GaugeOpts{
 	Help: "How long the last rebuild of the supply view took, from start to caught up with driver.events.",
 })
 
-// forget marks the supply view as not rebuilt: until followSupply has caught
-// up, nothing is decided.
-func (d *Dispatcher) forget() {
+// PrepareSupply starts a rebuild of the supply view: it is marked not
+// rebuilt (nothing is decided until it has caught up again) and loaded with
+// the durable availability record. The router runs it, retried, before it
+// reads driver.events from SupplyFrom.
+func (d *Dispatcher) PrepareSupply(ctx context.Context) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.rebuilt = false
-}
-
-// followSupply rebuilds the supply view, then keeps it up to date with
-// driver events until ctx ends.
-func (d *Dispatcher) followSupply(ctx context.Context, brokers []string, dead *ev.Producer) error {
-	started := time.Now()
-	if d.Supply != nil {
-		var avail map[string]bool
-		if err := ev.Retry(ctx, d.log, "read the drivers' availability", func() (err error) {
-			avail, err = d.Supply.Available(ctx)
-			return err
-		}); err != nil {
-			return nil // ctx ended
-		}
-		d.mu.Lock()
-		for id := range avail {
-			d.available[id] = true
-		}
-		d.mu.Unlock()
+	d.rebuildStarted = time.Now()
+	d.mu.Unlock()
+	if d.Supply == nil {
+		return nil
 	}
-	// Broker timestamps are wall-clock; a second's margin covers the
-	// gateway stamping an event a little before the broker does.
-	from := time.Now().Add(-d.cfg.StaleAfter - time.Second)
-	return ev.Tail(ctx, ev.TailConfig{Brokers: brokers, Topic: ev.TopicDriverEvents, Name: "dispatcher-supply",
-		From: from, Bulk: true, DeadLetters: dead, Logger: d.log, CaughtUp: func() { d.caughtUpSupply(started) }},
-		d.handleDriverEvents)
-}
-
-// handleDriverEvents applies a batch of driver events in order.
-func (d *Dispatcher) handleDriverEvents(ctx context.Context, es []ev.Envelope) error {
-	for _, e := range es {
-		if err := d.HandleDriverEvent(ctx, e); err != nil {
-			return err
-		}
+	avail, err := d.Supply.Available(ctx)
+	if err != nil {
+		return fmt.Errorf("read the drivers' availability: %w", err)
 	}
+	d.mu.Lock()
+	for id := range avail {
+		d.available[id] = true
+	}
+	d.mu.Unlock()
 	return nil
 }
 
-func (d *Dispatcher) caughtUpSupply(started time.Time) {
-	took := time.Since(started)
-	rebuildSeconds.Set(took.Seconds())
+// SupplyFrom is the time of the oldest ping the supply view is rebuilt from:
+// an older position is never offered anyway. Broker timestamps are
+// wall-clock; a second's margin covers the gateway stamping an event a
+// little before the broker does.
+func (d *Dispatcher) SupplyFrom() time.Time { return time.Now().Add(-d.cfg.StaleAfter - time.Second) }
+
+// HandleDriverEvents applies a batch of driver events in order. It decides
+// nothing: offers wait for the clock (Tick) or a trip event.
+func (d *Dispatcher) HandleDriverEvents(ctx context.Context, es []ev.Envelope) ([]ev.Outgoing, error) {
+	for _, e := range es {
+		if err := d.HandleDriverEvent(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// SupplyCaughtUp marks the supply view rebuilt: from now on it is current.
+func (d *Dispatcher) SupplyCaughtUp() {
 	d.mu.Lock()
+	took := time.Since(d.rebuildStarted)
 	d.rebuilt = true
 	drivers, available := d.index.Len(), len(d.available)
 	d.mu.Unlock()
+	rebuildSeconds.Set(took.Seconds())
 	d.log.Info("supply view rebuilt", "replica", d.cfg.ReplicaID, "drivers", drivers, "available", available, "took", took)
 }
 
@@ -105,11 +103,11 @@ func (d *Dispatcher) Ready() error {
 	return nil
 }
 
-// assign is told, at every rebalance of the trips group, the partitions this
+// Assigned is told, at every rebalance of the trips group, the partitions this
 // replica now owns. Searches and busy drivers of any other partition belong
 // to another replica now; every owned partition is read back from its
 // floor, so its searches are rebuilt before they are decided on again.
-func (d *Dispatcher) assign(partitions []int) {
+func (d *Dispatcher) Assigned(partitions []int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	owned := map[int]bool{}
@@ -138,16 +136,16 @@ func (d *Dispatcher) assign(partitions []int) {
 	d.log.Info("trip partitions assigned", "replica", d.cfg.ReplicaID, "partitions", partitions, "searches_dropped", dropped)
 }
 
-// caughtUp marks a trip partition read back: its searches are current.
-func (d *Dispatcher) caughtUp(partition int) {
+// CaughtUp marks a trip partition read back: its searches are current.
+func (d *Dispatcher) CaughtUp(partition int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.replaying, partition)
 }
 
-// floor is how far the trips group may commit on a partition: no further
+// Floor is how far the trips group may commit on a partition: no further
 // than the first event of its oldest open search.
-func (d *Dispatcher) floor(partition int, next int64) int64 {
+func (d *Dispatcher) Floor(partition int, next int64) int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.searches {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/supply"
@@ -25,7 +27,7 @@ import (
 func BenchmarkRebuild(b *testing.B) {
 	const drivers, pings = 100_000, 375_000
 	ctx := context.Background()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,7 +54,7 @@ func BenchmarkRebuild(b *testing.B) {
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
-	p := ev.NewProducerWith(ev.ProducerConfig{Brokers: broker.Addrs(), PingLinger: 50 * time.Millisecond})
+	p := kafka.NewProducerWith(kafka.ProducerConfig{Brokers: broker.Addrs(), PingLinger: 50 * time.Millisecond})
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range pings {
 		id := fmt.Sprintf("d-%d", i%drivers)
@@ -75,10 +77,13 @@ func BenchmarkRebuild(b *testing.B) {
 		// writing took: the benchmark reads all of them each time.
 		d := New(Config{StaleAfter: 10 * time.Minute}, &offerCounter{}, log, nil)
 		d.Supply = rec
-		d.forget()
+		d.rebuilt = false // as PrepareSupply will make it, before the loop below looks
+		r := ev.NewRouter(kafka.Subscriber{Brokers: broker.Addrs(), Logger: log}, &offerCounter{}, log)
+		r.Add(ev.Route{Reader: "dispatcher-supply", Topic: ev.TopicDriverEvents, Handler: d.HandleDriverEvents,
+			Batch: true, Bulk: true, Prepare: d.PrepareSupply, From: d.SupplyFrom, CaughtUp: d.SupplyCaughtUp})
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- d.followSupply(rctx, broker.Addrs(), nil) }()
+		go func() { done <- r.Run(rctx) }()
 		for d.Ready() != nil {
 			time.Sleep(time.Millisecond)
 		}

@@ -1,7 +1,10 @@
-// Package events owns the event envelope, the topic names, the payload schemas
-// and the Kafka plumbing (producer, consumer groups, dead letters) that every
-// hexride service shares. It knows the shape of events, not what they mean:
-// no business rule lives here.
+// Package events is how hexride's services talk: the envelope every event
+// travels in, the topics and event types, and a router that runs handlers.
+// A handler takes an event and returns the events it decides; the router
+// reads them from a Subscriber, retries, dead-letters, publishes through a
+// Publisher and only then commits. Kafka is one implementation of both
+// (package events/kafka); the simulation has an in-memory one. No business
+// rule lives here.
 package events
 
 import (
@@ -57,6 +60,9 @@ type Envelope struct {
 	OccurredAt time.Time       `json:"at"`
 	Key        string          `json:"key"`
 	Payload    json.RawMessage `json:"payload"`
+	// Source is where the router read the event from; nil for an event
+	// that was not read from the log (a test, the simulation).
+	Source *Position `json:"-"`
 }
 
 // New builds an envelope with a fresh random id.

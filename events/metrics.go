@@ -9,9 +9,6 @@ import (
 )
 
 var (
-	producedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "hexride_events_produced_total", Help: "Events acknowledged by Kafka, by topic.",
-	}, []string{"topic"})
 	consumedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "hexride_events_consumed_total", Help: "Events handled and marked for commit, by group and topic.",
 	}, []string{"group", "topic"})
@@ -25,13 +22,16 @@ var (
 		Help:    "From an event's occurred_at to its handler receiving it, by group and topic.",
 		Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1, 2, 5},
 	}, []string{"group", "topic"})
-	sendsLost = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "hexride_events_sends_lost_total", Help: "Driver events sent without an ack (fire and forget) that Kafka did not take.",
-	})
+	duplicatesDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hexride_events_duplicates_dropped_total", Help: "Events dropped before their handler as seen already (Deduplicating), by group and topic.",
+	}, []string{"group", "topic"})
 	deadLettersTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "hexride_events_dead_letters_total", Help: "Events sent to the dead-letter topic, by group and source topic.",
 	}, []string{"group", "topic"})
 )
+
+// Marshal encodes the envelope as it travels on the log.
+func (e Envelope) Marshal() ([]byte, error) { return encode(e) }
 
 func encode(e Envelope) ([]byte, error) {
 	b, err := json.Marshal(e)

@@ -77,7 +77,7 @@ func TestHandlePushesRefusesBadPushes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.HandlePushes(context.Background(), []ev.Envelope{e}); !errors.Is(err, ev.ErrPermanent) {
+			if err := s.handlePushes(context.Background(), []ev.Envelope{e}); !errors.Is(err, ev.ErrPermanent) {
 				t.Fatalf("err = %v; want a permanent error", err)
 			}
 		})
@@ -103,7 +103,7 @@ func TestLateLocationsAreDropped(t *testing.T) {
 		push("c", `{"type":"driver.location","trip_id":"ended-1","lat":1,"lng":2}`),
 		push("d", `{"type":"driver.location","trip_id":"live-1","lat":3,"lng":4}`),
 	}
-	if err := s.HandlePushes(ctx, batch); err != nil {
+	if err := s.handlePushes(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
 	msgs, gap, err := s.pushes.Since(ctx, "r-1", 0)

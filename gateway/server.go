@@ -32,8 +32,8 @@ import (
 
 // Publisher puts events on the log; it returns once they are durable.
 type Publisher interface {
-	// PublishAll returns once the events are durable.
-	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
+	// Publish returns once the events are durable.
+	Publish(ctx context.Context, outs ...ev.Outgoing) error
 	// Send queues driver events without waiting for the broker: for a
 	// location without an id, which the contract makes fire and forget.
 	Send(ctx context.Context, outs ...ev.Outgoing) error
@@ -285,9 +285,10 @@ func (g *sessions) close(ctx context.Context) error {
 // Group is the consumer group that delivers pushes.
 const Group = "gateway"
 
-// RunPushes consumes user.pushes, numbering and routing them, and delivers
-// the pushes other replicas forward to this one, until ctx ends.
-func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Producer) error {
+// RunPushes delivers the pushes other replicas forward to this one, and
+// heals sessions that missed some, until ctx ends. user.pushes reaches
+// HandlePushes through the router (the routes are in internal/platform).
+func (s *Server) RunPushes(ctx context.Context) error {
 	sub := s.rdb.Subscribe(ctx, forwardChannel(s.replica))
 	defer sub.Close()
 	// Wait for the subscription; Redis may be away when the gateway starts.
@@ -320,10 +321,6 @@ func (s *Server) RunPushes(ctx context.Context, brokers []string, dead *ev.Produ
 			}
 		}
 	})
-	g.Go(func() error {
-		return ev.ConsumeBatches(ctx, ev.ConsumerConfig{Brokers: brokers, Group: Group, Topic: ev.TopicUserPushes,
-			DeadLetters: dead, Logger: s.log}, s.HandlePushes)
-	})
 	return g.Wait()
 }
 
@@ -336,20 +333,20 @@ type forwarded struct {
 	Msg  json.RawMessage `json:"m"`
 }
 
-// HandlePush numbers one push for its user, keeps it for resume, and hands it
-// to every gateway replica holding a socket of that user: itself directly,
-// others over their Redis channel. A push numbered before (a redelivery) is
-// not delivered again: it was either delivered or is waiting in the log for
-// the phone's resume. Forwarding is best effort (Redis pub/sub is at most
-// once); a session that sees a seq gap fills it from the log.
-func (s *Server) HandlePush(ctx context.Context, e ev.Envelope) error {
-	return s.HandlePushes(ctx, []ev.Envelope{e})
+// HandlePushes numbers a batch of one partition's pushes for their users
+// (one Redis round trip for them all, so a burst of driver.location relays
+// does not hold up the offer queued behind it), keeps them for resume, and
+// hands each to every gateway replica holding a socket of its user: itself
+// directly, others over their Redis channel. A push numbered before (a
+// redelivery) is not delivered again: it was either delivered or is waiting
+// in the log for the phone's resume. Forwarding is best effort (Redis
+// pub/sub is at most once); a session that sees a seq gap fills it from the
+// log. It decides no events.
+func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) ([]ev.Outgoing, error) {
+	return nil, s.handlePushes(ctx, es)
 }
 
-// HandlePushes is HandlePush for a batch of one partition's pushes: one
-// Redis round trip numbers them all, so a burst of driver.location relays
-// does not hold up the offer queued behind it.
-func (s *Server) HandlePushes(ctx context.Context, es []ev.Envelope) error {
+func (s *Server) handlePushes(ctx context.Context, es []ev.Envelope) error {
 	ps := make([]ToNumber, len(es))
 	for i, e := range es {
 		if e.Type != ev.TypePush {

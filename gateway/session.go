@@ -398,7 +398,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 				// while the ping waits for its batch.
 				err = s.pub.Send(pctx, out)
 			} else {
-				err = s.pub.PublishAll(pctx, out) // the ack says it is durable
+				err = s.pub.Publish(pctx, out) // the ack says it is durable
 			}
 		}
 		if err != nil {
@@ -515,7 +515,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := s.pub.PublishAll(pctx, st.Out); err != nil {
+	if err := s.pub.Publish(pctx, st.Out); err != nil {
 		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
 		// The memory stays: a write that timed out may still land, and the
 		// resend must then be the very same event (same id, which tripstate

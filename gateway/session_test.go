@@ -30,7 +30,7 @@ type published struct {
 	outs []ev.Outgoing
 }
 
-func (p *published) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+func (p *published) Publish(_ context.Context, outs ...ev.Outgoing) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.outs = append(p.outs, outs...)
@@ -38,7 +38,7 @@ func (p *published) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
 }
 
 func (p *published) Send(ctx context.Context, outs ...ev.Outgoing) error {
-	return p.PublishAll(ctx, outs...)
+	return p.Publish(ctx, outs...)
 }
 
 // noTrips answers every trip lookup with "none": the sockets under test

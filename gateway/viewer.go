@@ -11,19 +11,8 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/livemap"
 )
-
-// RunLiveMap feeds the live map from the drivers' availability record and
-// the event log (see livemap.Hub.Run), until ctx ends. Without a LiveMap it returns
-// at once.
-func (s *Server) RunLiveMap(ctx context.Context, brokers []string, dead *ev.Producer) error {
-	if s.cfg.LiveMap == nil {
-		return nil
-	}
-	return s.cfg.LiveMap.Run(ctx, brokers, s.supply, dead, s.log.With("feed", "livemap"))
-}
 
 // serveViewer runs a viewer's socket: map frames out at the hub's rate,
 // map.inspect in. A viewer has no pushes and no seq: what it sees is a view

@@ -3,14 +3,12 @@ package livemap
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
 )
@@ -206,53 +204,48 @@ type Availability interface {
 	Available(ctx context.Context) (map[string]bool, error)
 }
 
-// Run rebuilds the aggregate and keeps it up to date, and ticks the hub,
-// until ctx ends. Nothing of the aggregate is kept anywhere: every start
-// builds it again, from the drivers' availability record (avail, if not
-// nil), driver.events since StaleAfter ago (an older position is not drawn)
-// and the whole of trip.events the broker still holds (trips are few and
-// may last long), read in no consumer group.
-func (h *Hub) Run(ctx context.Context, brokers []string, avail Availability, dead *ev.Producer, log *slog.Logger) error {
-	if log == nil {
-		log = slog.Default()
-	}
-	if avail != nil {
-		var ids map[string]bool
-		if err := ev.Retry(ctx, log, "read the drivers' availability", func() (err error) {
-			ids, err = avail.Available(ctx)
-			return err
-		}); err != nil {
-			return nil // ctx ended
-		}
-		h.agg.SeedAvailable(ids)
-	}
-	// Like every consumer, the map refuses what it cannot read rather than
-	// skipping it silently: the dead letter names this reader.
-	apply := func(topic, word string) ev.BatchHandler {
-		return func(_ context.Context, es []ev.Envelope) error {
-			for _, e := range es {
-				if !slices.Contains(ev.TopicTypes[topic], e.Type) {
-					return ev.Permanent(fmt.Errorf("livemap: unknown %s event type %q", word, e.Type))
-				}
-				if err := h.agg.Apply(e); err != nil {
-					return err
-				}
-			}
+// Nothing of the aggregate is kept anywhere: every start builds it again,
+// from the drivers' availability record (Prepare), driver.events since
+// StaleAfter ago (DriversFrom: an older position is not drawn) and the whole
+// of trip.events the broker still holds (trips are few and may last long),
+// read in no consumer group. The routes are in internal/platform; RunTicker
+// sends the frames.
+
+// Prepare seeds the aggregate with the drivers' availability record, before
+// the log is read. The router retries it until it succeeds.
+func (h *Hub) Prepare(avail Availability) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if avail == nil {
 			return nil
 		}
+		ids, err := avail.Available(ctx)
+		if err != nil {
+			return fmt.Errorf("read the drivers' availability: %w", err)
+		}
+		h.agg.SeedAvailable(ids)
+		return nil
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return ev.Tail(ctx, ev.TailConfig{Brokers: brokers, Topic: ev.TopicDriverEvents, Name: Reader + "-drivers",
-			From: time.Now().Add(-h.agg.cfg.StaleAfter - time.Second), Bulk: true, DeadLetters: dead, Logger: log},
-			apply(ev.TopicDriverEvents, "driver"))
-	})
-	g.Go(func() error {
-		return ev.Tail(ctx, ev.TailConfig{Brokers: brokers, Topic: ev.TopicTripEvents, Name: Reader + "-trips",
-			DeadLetters: dead, Logger: log}, apply(ev.TopicTripEvents, "trip"))
-	})
-	g.Go(func() error { return h.RunTicker(ctx) })
-	return g.Wait()
+}
+
+// DriversFrom is the time of the oldest ping the map is rebuilt from.
+func (h *Hub) DriversFrom() time.Time { return time.Now().Add(-h.agg.cfg.StaleAfter - time.Second) }
+
+// Handler applies a topic's events to the aggregate. Like every consumer,
+// the map refuses what it cannot read rather than skipping it silently: the
+// dead letter names this reader.
+func (h *Hub) Handler(topic string) ev.BatchHandler {
+	word := map[string]string{ev.TopicDriverEvents: "driver", ev.TopicTripEvents: "trip"}[topic]
+	return func(_ context.Context, es []ev.Envelope) ([]ev.Outgoing, error) {
+		for _, e := range es {
+			if !slices.Contains(ev.TopicTypes[topic], e.Type) {
+				return nil, ev.Permanent(fmt.Errorf("livemap: unknown %s event type %q", word, e.Type))
+			}
+			if err := h.agg.Apply(e); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
 }
 
 // Reader names the map's readers in logs, metrics and dead letters.

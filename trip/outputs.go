@@ -58,9 +58,10 @@ func outputs(u ride.TripUpdated) []ev.Outgoing {
 
 // HandleDriverEvents forwards drivers' pings to the riders of the trips the
 // drivers are busy with (from acceptance until the trip ends), as
-// `driver.location` pushes: one Redis round trip and one publish for the
-// whole batch. Other driver events are not tripstate's business.
-func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) error {
+// `driver.location` pushes: one Redis round trip for the whole batch, whose
+// pushes are best published in bulk (see the routes in internal/platform).
+// Other driver events are not tripstate's business.
+func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) ([]ev.Outgoing, error) {
 	type ping struct {
 		e   ev.Envelope
 		loc ride.DriverLocation
@@ -74,11 +75,11 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 		case ev.TypeDriverAvailability:
 			continue
 		default:
-			return ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
+			return nil, ev.Permanent(fmt.Errorf("unknown driver event type %q", e.Type))
 		}
 		var loc ride.DriverLocation
 		if err := e.DecodePayload(&loc); err != nil {
-			return err
+			return nil, err
 		}
 		pings = append(pings, ping{e, loc})
 		if !seen[loc.DriverID] {
@@ -88,7 +89,7 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 	}
 	claims, err := s.store.DriverClaims(ctx, drivers)
 	if err != nil || len(claims) == 0 {
-		return err
+		return nil, err
 	}
 	var outs []ev.Outgoing
 	for _, p := range pings {
@@ -99,13 +100,13 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) erro
 		msg, err := json.Marshal(protocol.DriverLocationMessage{Type: protocol.PushDriverLocation, TripID: c.TripID, Lat: p.loc.Lat, Lng: p.loc.Lng,
 			Heading: p.loc.Heading, At: ev.FormatTime(p.e.OccurredAt)})
 		if err != nil {
-			return fmt.Errorf("encode driver.location push: %w", err)
+			return nil, fmt.Errorf("encode driver.location push: %w", err)
 		}
 		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, c.RiderID, p.e.OccurredAt, protocol.Push{UserID: c.RiderID, Message: msg})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		outs = append(outs, ev.Outgoing{Topic: ev.TopicUserPushes, Env: env})
 	}
-	return s.pub.PublishBulk(ctx, outs...)
+	return outs, nil
 }

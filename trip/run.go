@@ -2,10 +2,7 @@ package trip
 
 import (
 	"context"
-	"log/slog"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/ride"
@@ -17,20 +14,10 @@ const (
 	GroupLocations = "tripstate-locations"
 )
 
-// Run consumes trip commands and driver pings until ctx ends.
-func (s *Service) Run(ctx context.Context, brokers []string, dead *ev.Producer, log *slog.Logger) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return ev.Consume(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupCommands, Topic: ev.TopicTripCommands,
-			DeadLetters: dead, Logger: log}, s.HandleCommand)
-	})
-	g.Go(func() error {
-		return ev.ConsumeBatches(ctx, ev.ConsumerConfig{Brokers: brokers, Group: GroupLocations, Topic: ev.TopicDriverEvents,
-			DeadLetters: dead, Logger: log, Bulk: true}, s.HandleDriverEvents)
-	})
-	g.Go(func() error { return s.sweep(ctx) })
-	return g.Wait()
-}
+// Run ends overdue searches until ctx ends. The commands and the drivers'
+// pings reach HandleCommand and HandleDriverEvents through the router (the
+// routes are in internal/platform).
+func (s *Service) Run(ctx context.Context) error { return s.sweep(ctx) }
 
 // sweep ends, every second, the searches whose own deadline has passed, by
 // putting a trip.deadline command on the trip's partition: it is applied by
@@ -57,7 +44,7 @@ func (s *Service) sweep(ctx context.Context) error {
 				}
 				outs = append(outs, ev.Outgoing{Topic: ev.TopicTripCommands, Env: env})
 			}
-			if err := s.pub.PublishAll(ctx, outs...); err != nil && ctx.Err() == nil {
+			if err := s.pub.Publish(ctx, outs...); err != nil && ctx.Err() == nil {
 				s.log.Warn("publish search deadlines", "err", err)
 			}
 		}

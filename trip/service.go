@@ -15,13 +15,10 @@ import (
 	"github.com/hexride/hexride/ride"
 )
 
-// Publisher sends the events a transition causes. It returns once they are
-// durable.
+// Publisher sends the search deadlines the sweep decides (handlers return
+// their events to the router instead). It returns once they are durable.
 type Publisher interface {
-	PublishAll(ctx context.Context, outs ...ev.Outgoing) error
-	// PublishBulk sends many relays at once, apart from the transitions,
-	// so they do not hold up an offer.
-	PublishBulk(ctx context.Context, outs ...ev.Outgoing) error
+	Publish(ctx context.Context, outs ...ev.Outgoing) error
 }
 
 // Service applies trip commands. Its handlers are idempotent: a command seen
@@ -71,34 +68,37 @@ func reject(format string, args ...any) error {
 	return &rejection{reason: fmt.Sprintf(format, args...)}
 }
 
-// HandleCommand applies one event from TopicTripCommands.
-func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
+// HandleCommand applies one event from TopicTripCommands and returns the
+// events the transition causes: the trip.updated event and the pushes to
+// both phones. They are stored with the trip first, so a redelivered
+// command returns them again, with the same ids.
+func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) ([]ev.Outgoing, error) {
 	if _, ok := commandTypes[e.Type]; !ok {
-		return ev.Permanent(fmt.Errorf("unknown trip command type %q", e.Type))
+		return nil, ev.Permanent(fmt.Errorf("unknown trip command type %q", e.Type))
 	}
 	var cmd ride.TripCommand
 	if err := e.DecodePayload(&cmd); err != nil {
-		return err
+		return nil, err
 	}
 	if cmd.TripID == "" {
-		return ev.Permanent(fmt.Errorf("%s %s has no trip_id", e.Type, e.ID))
+		return nil, ev.Permanent(fmt.Errorf("%s %s has no trip_id", e.Type, e.ID))
 	}
 	// A stale version can only come from another writer racing on the same
 	// trip (a rebalance); recompute from the fresh state a few times.
 	for attempt := 0; attempt < 5; attempt++ {
 		snap, err := s.store.snapshot(ctx, e.ID, cmd.TripID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if snap.applied {
-			return s.replay(ctx, snap)
+			return s.replay(snap), nil
 		}
 		c, err := decide(snap.trip, snap.exists, e, cmd)
 		if err == nil && e.Type == ev.TypeRideRequest {
 			c.deadline = e.OccurredAt.Add(s.Deadline)
 		}
 		if err != nil {
-			return s.rejected(e, cmd, err)
+			return nil, s.rejected(e, cmd, err)
 		}
 		res, err := s.store.apply(ctx, c)
 		if err == nil && res == riderBusy {
@@ -109,21 +109,21 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) error {
 			res, err = s.store.apply(ctx, c)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch res {
 		case applied:
 			transitionsTotal.WithLabelValues(c.update.Trip.State).Inc()
-			return s.pub.PublishAll(ctx, outputs(c.update)...)
+			return outputs(c.update), nil
 		case duplicate:
 			continue // the next snapshot finds it applied and replays it
 		case stale:
 			continue
 		case driverBusy:
-			return s.rejected(e, cmd, reject("driver %s is busy with another trip", c.driverID))
+			return nil, s.rejected(e, cmd, reject("driver %s is busy with another trip", c.driverID))
 		}
 	}
-	return fmt.Errorf("apply %s to trip %s: still racing after 5 attempts", e.Type, cmd.TripID)
+	return nil, fmt.Errorf("apply %s to trip %s: still racing after 5 attempts", e.Type, cmd.TripID)
 }
 
 // ReasonRiderBusy is the reason of a trip created CANCELLED because its
@@ -157,16 +157,16 @@ func (s *Service) rejected(e ev.Envelope, cmd ride.TripCommand, err error) error
 	return ev.Permanent(fmt.Errorf("%s on trip %s: %w", e.Type, cmd.TripID, err))
 }
 
-// replay re-publishes the outputs of an event that was already applied, if
+// replay returns again the outputs of an event that was already applied, if
 // the trip is still at the version that event made. (If the trip has moved
 // on, the later transition was applied by a consumer that had already
 // published this one's outputs: partitions are consumed in order.)
-func (s *Service) replay(ctx context.Context, snap snapshot) error {
+func (s *Service) replay(snap snapshot) []ev.Outgoing {
 	duplicatesTotal.Inc()
 	if !snap.exists || snap.last == nil || snap.last.Trip.Version != snap.appliedVersion {
 		return nil
 	}
-	return s.pub.PublishAll(ctx, outputs(*snap.last)...)
+	return outputs(*snap.last)
 }
 
 var commandTypes = map[string]struct{}{}

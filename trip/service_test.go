@@ -20,15 +20,30 @@ type capture struct {
 	outs []ev.Outgoing
 }
 
-func (c *capture) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+func (c *capture) Publish(_ context.Context, outs ...ev.Outgoing) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.outs = append(c.outs, outs...)
 	return nil
 }
 
-func (c *capture) PublishBulk(ctx context.Context, outs ...ev.Outgoing) error {
-	return c.PublishAll(ctx, outs...)
+// apply runs HandleCommand as the router does: what it returns is
+// published (here, to the service's capture).
+func (s *Service) apply(ctx context.Context, e ev.Envelope) error {
+	outs, err := s.HandleCommand(ctx, e)
+	if err != nil {
+		return err
+	}
+	return s.pub.Publish(ctx, outs...)
+}
+
+// relay is apply for HandleDriverEvents.
+func (s *Service) relay(ctx context.Context, es []ev.Envelope) error {
+	outs, err := s.HandleDriverEvents(ctx, es)
+	if err != nil {
+		return err
+	}
+	return s.pub.Publish(ctx, outs...)
 }
 
 func (c *capture) take() []ev.Outgoing {
@@ -79,7 +94,7 @@ func TestRideThroughEveryState(t *testing.T) {
 	ctx := context.Background()
 	want := []string{ride.StateRequested, ride.StateOffered, ride.StateAccepted, ride.StateArrived, ride.StateInProgress, ride.StateCompleted}
 	for i, e := range wholeRide(t) {
-		if err := svc.HandleCommand(ctx, e); err != nil {
+		if err := svc.apply(ctx, e); err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
 		}
 		tr, _, err := store.Trip(ctx, "t1")
@@ -108,7 +123,7 @@ func TestDuplicatesAndReplaysChangeNothing(t *testing.T) {
 	dup, dupStore, dupPub := newService(t)
 	ctx := context.Background()
 	for _, e := range wholeRide(t) {
-		if err := clean.HandleCommand(ctx, e); err != nil {
+		if err := clean.apply(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,12 +131,12 @@ func TestDuplicatesAndReplaysChangeNothing(t *testing.T) {
 	evs := wholeRide(t)
 	for i, e := range evs {
 		for range 2 {
-			if err := dup.HandleCommand(ctx, e); err != nil {
+			if err := dup.apply(ctx, e); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for _, old := range evs[:i] {
-			if err := dup.HandleCommand(ctx, old); err != nil {
+			if err := dup.apply(ctx, old); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -194,13 +209,13 @@ func TestIllegalCommandsAreRejected(t *testing.T) {
 			svc, store, pub := newService(t)
 			ctx := context.Background()
 			for _, e := range wholeRide(t)[:tc.before] {
-				if err := svc.HandleCommand(ctx, e); err != nil {
+				if err := svc.apply(ctx, e); err != nil {
 					t.Fatal(err)
 				}
 			}
 			before, _, _ := store.Trip(ctx, "t1")
 			pub.take()
-			err := svc.HandleCommand(ctx, tc.e(t))
+			err := svc.apply(ctx, tc.e(t))
 			if tc.permanent != errors.Is(err, ev.ErrPermanent) || (!tc.permanent && err != nil) {
 				t.Fatalf("err = %v, want permanent=%v", err, tc.permanent)
 			}
@@ -221,17 +236,17 @@ func TestOneDriverCannotHoldTwoTrips(t *testing.T) {
 	for _, trip := range []string{"ta", "tb"} {
 		rider := "r-" + trip
 		must := func(e ev.Envelope) {
-			if err := svc.HandleCommand(ctx, e); err != nil {
+			if err := svc.apply(ctx, e); err != nil {
 				t.Fatal(err)
 			}
 		}
 		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: rider, Pickup: here, Dropoff: there}))
 		must(cmdEnv(t, trip+"2", ev.TypeDispatchOffer, 0, ride.TripCommand{TripID: trip, OfferID: "o" + trip, DriverID: "d1", ExpiresAt: t0.Add(time.Minute)}))
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
+	if err := svc.apply(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
 		t.Fatal(err)
 	}
-	err := svc.HandleCommand(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
+	err := svc.apply(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
 	if !errors.Is(err, ev.ErrPermanent) {
 		t.Fatalf("second accept: %v, want a permanent rejection", err)
 	}
@@ -244,14 +259,14 @@ func TestDeclinedDriverIsNeverOfferedTheTripAgain(t *testing.T) {
 	svc, store, _ := newService(t)
 	ctx := context.Background()
 	for _, e := range wholeRide(t)[:2] {
-		if err := svc.HandleCommand(ctx, e); err != nil {
+		if err := svc.apply(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
+	if err := svc.apply(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.HandleCommand(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {
+	if err := svc.apply(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {
 		t.Fatalf("a stale dispatcher offer should be ignored, got %v", err)
 	}
 	tr, _, _ := store.Trip(ctx, "t1")
@@ -282,7 +297,7 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 	svc, _, pub := newService(t)
 	ctx := context.Background()
 	for _, e := range wholeRide(t)[:3] { // d1 accepts t1 for r1
-		if err := svc.HandleCommand(ctx, e); err != nil {
+		if err := svc.apply(ctx, e); err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
 		}
 	}
@@ -299,7 +314,7 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	batch := []ev.Envelope{ping("p1", "d1", 37.1), ping("p2", "d2", 37.2), avail, ping("p3", "d1", 37.3)}
-	if err := svc.HandleDriverEvents(ctx, batch); err != nil {
+	if err := svc.relay(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
 	outs := pub.take()
@@ -327,7 +342,7 @@ func TestPingsReachTheRiderOfTheirTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.HandleDriverEvents(ctx, []ev.Envelope{bad}); !errors.Is(err, ev.ErrPermanent) {
+	if err := svc.relay(ctx, []ev.Envelope{bad}); !errors.Is(err, ev.ErrPermanent) {
 		t.Fatalf("unknown driver event: %v, want a permanent error", err)
 	}
 }
@@ -337,7 +352,7 @@ func TestEnded(t *testing.T) {
 	ctx := context.Background()
 	steps := wholeRide(t)
 	for _, e := range steps[:5] { // IN_PROGRESS
-		if err := svc.HandleCommand(ctx, e); err != nil {
+		if err := svc.apply(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -345,7 +360,7 @@ func TestEnded(t *testing.T) {
 	if err != nil || got["t1"] || !got["no-such-trip"] {
 		t.Fatalf("Ended = %v (%v); want t1 under way and the unknown trip ended", got, err)
 	}
-	if err := svc.HandleCommand(ctx, steps[5]); err != nil {
+	if err := svc.apply(ctx, steps[5]); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := store.Ended(ctx, []string{"t1"}); err != nil || !got["t1"] {
@@ -363,12 +378,12 @@ func TestSecondRequestOfABusyRiderEndsVisibly(t *testing.T) {
 	req := func(id, trip string) ev.Envelope {
 		return cmdEnv(t, id, ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: "r1", Role: "rider", Pickup: here, Dropoff: there})
 	}
-	if err := svc.HandleCommand(ctx, req("e1", "t1")); err != nil {
+	if err := svc.apply(ctx, req("e1", "t1")); err != nil {
 		t.Fatal(err)
 	}
 	pub.take()
 	for range 2 { // the redelivery re-sends the same outputs and changes nothing
-		if err := svc.HandleCommand(ctx, req("e2", "t2")); err != nil {
+		if err := svc.apply(ctx, req("e2", "t2")); err != nil {
 			t.Fatalf("second request: %v", err)
 		}
 		t2, ok, err := store.Trip(ctx, "t2")

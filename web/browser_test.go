@@ -23,6 +23,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/loadtest/sim"
@@ -40,7 +42,7 @@ const ScreenshotEnv = "HEXRIDE_WRITE_SCREENSHOT"
 // the demo city's streets, and returns the HTTP address.
 func startPlatform(t *testing.T, city *web.City, services ...string) (addr string, brokers []string) {
 	t.Helper()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +420,7 @@ func TestLiveMapTenThousandDrivers(t *testing.T) {
 // moving: every driver pings every 2 s (the simulator's phones ping every 1
 // to 4 s), and a tenth of them are on trips in every state.
 func feedCity(ctx context.Context, brokers []string, center sim.LatLng, n int) error {
-	prod := ev.NewProducer(brokers, 5*time.Millisecond)
+	prod := kafka.NewProducer(brokers, 5*time.Millisecond)
 	defer prod.Close()
 	r := rand.New(rand.NewPCG(7, 11))
 	type car struct{ lat, lng, dlat, dlng float64 }
@@ -429,7 +431,7 @@ func feedCity(ctx context.Context, brokers []string, center sim.LatLng, n int) e
 		if len(outs) == 0 {
 			return nil
 		}
-		err := prod.PublishAll(ctx, outs...)
+		err := prod.Publish(ctx, outs...)
 		outs = outs[:0]
 		if ctx.Err() != nil {
 			return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/livemap"
 	"github.com/hexride/hexride/ride"
@@ -21,7 +22,7 @@ import (
 // to map.inspect, errors for anything else, and never a rider id.
 func TestViewerSocket(t *testing.T) {
 	addr, brokers := startPlatform(t, nil, platform.Gateway)
-	prod := ev.NewProducer(brokers, time.Millisecond)
+	prod := kafka.NewProducer(brokers, time.Millisecond)
 	defer prod.Close()
 	ctx := context.Background()
 	publish := func(topic, typ, key string, payload any) {
@@ -30,7 +31,7 @@ func TestViewerSocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := prod.Publish(ctx, topic, e); err != nil {
+		if err := prod.Publish(ctx, ev.Outgoing{Topic: topic, Env: e}); err != nil {
 			t.Fatal(err)
 		}
 	}

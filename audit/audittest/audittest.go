@@ -13,9 +13,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
+	"github.com/hexride/hexride/internal/devbroker"
+	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
@@ -28,7 +32,7 @@ type Platform struct {
 	// Live is the store tripstate wrote.
 	Live     *redistest.Server
 	LiveRDB  *redis.Client
-	Producer *ev.Producer
+	Producer *kafka.Producer
 	// Completed went REQUESTED→OFFERED→ACCEPTED→ARRIVED→IN_PROGRESS→
 	// COMPLETED, then got a trip.arrive too many, which was dead-lettered.
 	// Cancelled was cancelled by its rider while OFFERED.
@@ -42,13 +46,13 @@ type Platform struct {
 // test ends.
 func Start(tb testing.TB) *Platform {
 	tb.Helper()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(broker.Close)
 	live := redistest.Start(tb)
-	p := &Platform{Brokers: broker.Addrs(), Live: live, LiveRDB: live.Client(tb), Producer: ev.NewProducer(broker.Addrs(), 0),
+	p := &Platform{Brokers: broker.Addrs(), Live: live, LiveRDB: live.Client(tb), Producer: kafka.NewProducer(broker.Addrs(), 0),
 		Completed: "trip-done-1", Cancelled: "trip-cancelled-1", Rider: "r-1", Driver: "d-1"}
 	tb.Cleanup(func() { _ = p.Producer.Close() })
 
@@ -57,7 +61,12 @@ func Start(tb testing.TB) *Platform {
 	svc := trip.NewService(store, p.Producer, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx, p.Brokers, p.Producer, log) }()
+	go func() {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return svc.Run(ctx) })
+		g.Go(func() error { return platform.Serve(ctx, p.Brokers, p.Producer, log, platform.Parts{Trips: svc}) })
+		done <- g.Wait()
+	}()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -129,7 +138,7 @@ func (p *Platform) Resend(tb testing.TB, env ev.Envelope) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.Producer.Publish(ctx, ev.TopicTripCommands, env); err != nil {
+	if err := p.Producer.Publish(ctx, ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -165,11 +174,11 @@ func WaitFor(tb testing.TB, what string, cond func() bool) {
 // the log wrote nothing to it.
 func EndOffsets(brokers []string) (map[string][]int64, error) {
 	const partitions = 4 // as Start creates them
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 5 * time.Second}
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for _, t := range ev.Topics {
 		for p := range partitions {
-			req.Topics[t] = append(req.Topics[t], kafka.LastOffsetOf(p))
+			req.Topics[t] = append(req.Topics[t], kafkago.LastOffsetOf(p))
 		}
 	}
 	res, err := c.ListOffsets(context.Background(), req)

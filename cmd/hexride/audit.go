@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hexride/hexride/audit"
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/internal/conf"
 )
 
@@ -55,7 +55,7 @@ func (f *auditFlags) parse(args []string) error {
 		}
 		return f.usage("%v", err) // a bad environment value
 	}
-	if len(ev.ParseBrokers(f.brokers)) == 0 {
+	if len(kafka.ParseBrokers(f.brokers)) == 0 {
 		return f.usage("no Kafka brokers: give -brokers or set KAFKA_BROKERS (a one-process hexride's embedded broker cannot be reached from outside it)")
 	}
 	return nil
@@ -81,7 +81,7 @@ func historyCommand(ctx context.Context, args []string, getenv func(string) stri
 	id := f.set.FS.Arg(0)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	recs, err := audit.History(ctx, ev.ParseBrokers(f.brokers), id)
+	recs, err := audit.History(ctx, kafka.ParseBrokers(f.brokers), id)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	defer liveRDB.Close()
 	intoRDB := redis.NewClient(&redis.Options{Addr: into})
 	defer intoRDB.Close()
-	rep, err := audit.Replay(ctx, audit.ReplayConfig{Brokers: ev.ParseBrokers(f.brokers), Live: liveRDB, Into: intoRDB})
+	rep, err := audit.Replay(ctx, audit.ReplayConfig{Brokers: kafka.ParseBrokers(f.brokers), Live: liveRDB, Into: intoRDB})
 	if err != nil {
 		return err
 	}

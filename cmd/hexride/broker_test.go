@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
 )
@@ -49,13 +49,13 @@ func TestBrokerKeepsAcknowledgedRecordsAcrossKill(t *testing.T) {
 	}
 
 	broker := start()
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: ev.TopicTripEvents, RequiredAcks: kafka.RequireAll,
-		Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond}
+	w := &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: ev.TopicTripEvents, RequiredAcks: kafkago.RequireAll,
+		Balancer: &kafkago.Hash{}, BatchTimeout: time.Millisecond}
 	const n = 200
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i := range n {
-		m := kafka.Message{Key: []byte("k" + strconv.Itoa(i%7)), Value: []byte(fmt.Sprintf("record-%d", i))}
+		m := kafkago.Message{Key: []byte("k" + strconv.Itoa(i%7)), Value: []byte(fmt.Sprintf("record-%d", i))}
 		if err := w.WriteMessages(ctx, m); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
@@ -69,7 +69,7 @@ func TestBrokerKeepsAcknowledgedRecordsAcrossKill(t *testing.T) {
 	start()
 	got := map[string]bool{}
 	for p := range 2 {
-		conn, err := kafka.DialLeader(ctx, "tcp", addr, ev.TopicTripEvents, p)
+		conn, err := kafkago.DialLeader(ctx, "tcp", addr, ev.TopicTripEvents, p)
 		if err != nil {
 			t.Fatalf("dial partition %d after restart: %v", p, err)
 		}
@@ -77,7 +77,7 @@ func TestBrokerKeepsAcknowledgedRecordsAcrossKill(t *testing.T) {
 		if err != nil {
 			t.Fatalf("last offset of partition %d: %v", p, err)
 		}
-		if _, err := conn.Seek(0, kafka.SeekAbsolute); err != nil {
+		if _, err := conn.Seek(0, kafkago.SeekAbsolute); err != nil {
 			t.Fatal(err)
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hexride/hexride/internal/devbroker"
+	"github.com/hexride/hexride/internal/devredis"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/loadtest/sim"
 	"github.com/hexride/hexride/ride"
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "token":
 			return platform.MintToken(args[1:], getenv, stdout, stderr)
 		case "broker":
-			return platform.Broker(ctx, args[1:], stdout, stderr)
+			return devbroker.Command(ctx, args[1:], stdout, stderr)
 		case "loadtest":
 			if code := sim.Command(ctx, "hexride loadtest", args[1:], stdout, stderr); code != sim.ExitOK {
 				return exitStatus(code)
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return replayCommand(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
-	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DemoCity: func(ctx context.Context, addr string) error {
+	return platform.Demo(ctx, args, getenv, stderr, platform.Options{DevBroker: devbroker.ForPlatform, DevRedis: devredis.Start, DemoCity: func(ctx context.Context, addr string) error {
 		_, err := sim.Run(ctx, sim.DemoCity("http://"+addr), nil)
 		return err
 	}, MapCity: demoStreets(), OnReady: func(r *platform.Running) {

@@ -164,9 +164,9 @@ func newSim(sc Scenario, cfg dispatch.Config) *sim {
 	return s
 }
 
-// PublishAll receives the dispatcher's decisions; they are applied, in
+// Publish receives the dispatcher's decisions; they are applied, in
 // order, once the dispatcher call that made them returns.
-func (s *sim) PublishAll(_ context.Context, outs ...ev.Outgoing) error {
+func (s *sim) Publish(_ context.Context, outs ...ev.Outgoing) error {
 	s.pending = append(s.pending, outs...)
 	return nil
 }
@@ -327,7 +327,11 @@ func (s *sim) publishTrip(tr *tripState, ended *ride.Offer) {
 	if err != nil {
 		panic(err)
 	}
-	s.call(func(ctx context.Context) error { return s.d.HandleTripEvent(ctx, e) })
+	s.call(func(ctx context.Context) error {
+		outs, err := s.d.HandleTripEvent(ctx, e)
+		s.pending = append(s.pending, outs...)
+		return err
+	})
 }
 
 func (s *sim) violate(format string, args ...any) {

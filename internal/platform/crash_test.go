@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
@@ -21,7 +23,7 @@ import (
 // outputs reach Kafka or just after, and reports failure so the offset is
 // never committed.
 type dyingPublisher struct {
-	inner       *ev.Producer
+	inner       *kafka.Producer
 	at          string
 	afterOutput bool
 	kill        context.CancelFunc
@@ -29,12 +31,10 @@ type dyingPublisher struct {
 	died        chan struct{}
 }
 
-// PublishBulk carries relays, never a trip transition: they go through.
-func (p *dyingPublisher) PublishBulk(ctx context.Context, outs ...ev.Outgoing) error {
-	return p.inner.PublishBulk(ctx, outs...)
-}
+// Bulk carries relays, never a trip transition: they go through.
+func (p *dyingPublisher) Bulk() ev.Publisher { return p.inner.Bulk() }
 
-func (p *dyingPublisher) PublishAll(ctx context.Context, outs ...ev.Outgoing) error {
+func (p *dyingPublisher) Publish(ctx context.Context, outs ...ev.Outgoing) error {
 	for _, o := range outs {
 		if o.Env.Type != ev.TypeTripUpdated {
 			continue
@@ -45,7 +45,7 @@ func (p *dyingPublisher) PublishAll(ctx context.Context, outs ...ev.Outgoing) er
 			p.once.Do(func() { dying = true })
 			if dying {
 				if p.afterOutput {
-					if err := p.inner.PublishAll(ctx, outs...); err != nil {
+					if err := p.inner.Publish(ctx, outs...); err != nil {
 						return err
 					}
 				}
@@ -55,7 +55,7 @@ func (p *dyingPublisher) PublishAll(ctx context.Context, outs ...ev.Outgoing) er
 			}
 		}
 	}
-	return p.inner.PublishAll(ctx, outs...)
+	return p.inner.Publish(ctx, outs...)
 }
 
 func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
@@ -67,7 +67,7 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			e := startPlatform(t, nil, Gateway, Dispatcher)
 			rdb := redis.NewClient(&redis.Options{Addr: e.run.Redis.(*redis.Client).Options().Addr})
 			defer rdb.Close()
-			prod := ev.NewProducer(e.brokers, time.Millisecond)
+			prod := kafka.NewProducer(e.brokers, time.Millisecond)
 			defer prod.Close()
 			log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 
@@ -75,7 +75,7 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			pub := &dyingPublisher{inner: prod, at: ride.StateAccepted, afterOutput: tc.afterOutput, kill: kill, died: make(chan struct{})}
 			first := trip.NewService(trip.NewStore(rdb), pub, log)
 			done1 := make(chan error, 1)
-			go func() { done1 <- first.Run(ctx1, e.brokers, prod, log) }()
+			go func() { done1 <- runTripstate(ctx1, first, e.brokers, pub, log) }()
 
 			driver := e.connect("driver", "d-1", "")
 			driver.goOnline(37.7755, -122.4180)
@@ -95,7 +95,7 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			defer stop()
 			second := trip.NewService(trip.NewStore(rdb), prod, log)
 			done2 := make(chan error, 1)
-			go func() { done2 <- second.Run(ctx2, e.brokers, prod, log) }()
+			go func() { done2 <- runTripstate(ctx2, second, e.brokers, prod, log) }()
 			defer func() { stop(); <-done2 }()
 
 			driver.await("ACCEPTED", 20*time.Second, tripState("ACCEPTED"))
@@ -113,4 +113,13 @@ func TestTripstateCrashBetweenApplyAndCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runTripstate runs a tripstate instance as its process would: its sweep,
+// and its routes publishing with pub.
+func runTripstate(ctx context.Context, svc *trip.Service, brokers []string, pub ev.Publisher, log *slog.Logger) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(ctx) })
+	g.Go(func() error { return Serve(ctx, brokers, pub, log, Parts{Trips: svc}) })
+	return g.Wait()
 }

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/ride"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
 	e := startPlatform(t, nil)
 	ctx := context.Background()
-	prod := ev.NewProducer(e.brokers, time.Millisecond)
+	prod := kafka.NewProducer(e.brokers, time.Millisecond)
 	defer prod.Close()
 
 	newer := func(typ, key string) []byte {
@@ -63,7 +64,7 @@ func TestPoisonEventsAreDeadLetteredAndDoNotBlock(t *testing.T) {
 	// driver.events is consumed by three groups (dispatcher, tripstate and
 	// the gateway's live map) and trip.events by two (dispatcher and live
 	// map): each dead-letters the poison it cannot read.
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: ev.TopicDeadLetters, GroupID: "test-dl", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: e.brokers, Topic: ev.TopicDeadLetters, GroupID: "test-dl", StartOffset: kafkago.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	want := map[string]int{}
 	for _, p := range poison {

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/gateway"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/redistest"
 )
 
@@ -40,7 +40,7 @@ func testConfig() Config {
 
 func startPlatform(t *testing.T, mutate func(*Config), services ...string) *env {
 	t.Helper()
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +269,12 @@ func (p *phone) goOnline(lat, lng float64) {
 // topicEnd is the total number of events ever written to topic.
 func (e *env) topicEnd(topic string) int64 {
 	e.t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
-	var reqs []kafka.OffsetRequest
+	client := &kafkago.Client{Addr: kafkago.TCP(e.brokers...), Timeout: 5 * time.Second}
+	var reqs []kafkago.OffsetRequest
 	for p := 0; p < 4; p++ {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
+		reqs = append(reqs, kafkago.LastOffsetOf(p))
 	}
-	res, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	res, err := client.ListOffsets(context.Background(), &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 	if err != nil {
 		e.t.Fatalf("list offsets of %s: %v", topic, err)
 	}

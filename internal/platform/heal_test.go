@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/proctest"
 )
 
@@ -49,7 +49,7 @@ func (r *redisProc) restart() {
 // Redis coming back the gateway records it again and fills what the socket
 // missed, with no later push needed to reveal the gap.
 func TestSocketWithLostPresenceIsHealed(t *testing.T) {
-	broker, err := ev.StartEmbeddedBroker(0, 4, "", 0)
+	broker, err := devbroker.StartLocal(0, 4, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,14 +10,14 @@ import (
 	"os"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hexride/hexride/dispatch"
-	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/livemap"
 	"github.com/hexride/hexride/supply"
@@ -39,6 +39,12 @@ type Options struct {
 	// Embedded allows an embedded broker and Redis when their addresses are
 	// not configured (the one-process demo); otherwise they are required.
 	Embedded bool
+	// DevBroker starts the embedded broker (package devbroker), kept out
+	// of the production binaries: only the one-command run and tests pass
+	// it.
+	DevBroker func(partitions int, retention time.Duration) (addrs []string, stop func(), err error)
+	// DevRedis starts the embedded Redis (package devredis), likewise.
+	DevRedis func(ctx context.Context) (addr string, stop func(), err error)
 	// OnListen is called with the HTTP address once it accepts connections.
 	OnListen func(addr string)
 	// Mount adds handlers to the gateway's mux, beside the live map's page.
@@ -86,17 +92,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		want = map[string]bool{Gateway: true, Dispatcher: true, Tripstate: true}
 	}
 
-	brokers := ev.ParseBrokers(cfg.KafkaBrokers)
+	brokers := kafka.ParseBrokers(cfg.KafkaBrokers)
 	if len(brokers) == 0 {
-		if !opt.Embedded {
+		if !opt.Embedded || opt.DevBroker == nil {
 			return errors.New("KAFKA_BROKERS is required")
 		}
-		b, err := ev.StartEmbeddedBroker(0, cfg.KafkaPartitions, "", cfg.KafkaRetention)
+		addrs, stop, err := opt.DevBroker(cfg.KafkaPartitions, cfg.KafkaRetention)
 		if err != nil {
 			return err
 		}
-		defer b.Close()
-		brokers = b.Addrs()
+		defer stop()
+		brokers = addrs
 		log.Info("embedded Kafka-protocol broker (kfake) started", "brokers", brokers)
 	}
 	redisAddr := cfg.RedisAddr
@@ -104,31 +110,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if !opt.Embedded {
 			return errors.New("REDIS_ADDR is required")
 		}
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("start embedded redis: %w", err)
+		if opt.DevRedis == nil {
+			return errors.New("REDIS_ADDR is required")
 		}
-		defer m.Close()
-		redisAddr = m.Addr()
-		// miniredis only expires keys when told time has passed.
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					m.FastForward(time.Second)
-				}
-			}
-		}()
+		addr, stop, err := opt.DevRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		redisAddr = addr
 		log.Info("embedded Redis-protocol server (miniredis) started", "addr", redisAddr)
 	}
 
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ev.EnsureTopics(startCtx, brokers, cfg.KafkaPartitions, ev.Topics...); err != nil {
+	if err := kafka.EnsureTopics(startCtx, brokers, cfg.KafkaPartitions, events.Topics...); err != nil {
 		return err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -136,11 +132,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	if err := rdb.Ping(startCtx).Err(); err != nil {
 		return fmt.Errorf("connect to redis at %s: %w", redisAddr, err)
 	}
-	producer := ev.NewProducerWith(ev.ProducerConfig{Brokers: brokers, Linger: cfg.KafkaLinger, PingLinger: cfg.KafkaPingLinger,
+	producer := kafka.NewProducerWith(kafka.ProducerConfig{Brokers: brokers, Linger: cfg.KafkaLinger, PingLinger: cfg.KafkaPingLinger,
 		Logger: log.With("producer", "events")})
 	defer producer.Close()
 
-	kafkaProbe := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 2 * time.Second}
+	kafkaProbe := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 2 * time.Second}
 	// checks are what /readyz asks beyond the dependencies: each service
 	// adds its own before the listener starts.
 	var checks []func(context.Context) error
@@ -156,7 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		// A round trip, not a dial: a paused broker still completes TCP
 		// handshakes. Not Metadata either: kafka-go answers that from the
 		// metadata it keeps.
-		if _, err := kafkaProbe.ApiVersions(ctx, &kafka.ApiVersionsRequest{}); err != nil {
+		if _, err := kafkaProbe.ApiVersions(ctx, &kafkago.ApiVersionsRequest{}); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		return nil
@@ -167,6 +163,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		return err
 	}
 	store := trip.NewStore(rdb)
+	avail := supply.Record{RDB: rdb}
+	parts := Parts{Availability: avail}
 	g, gctx := errgroup.WithContext(ctx)
 	var handler http.Handler
 	var gw *gateway.Server
@@ -179,8 +177,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		if err != nil {
 			return err
 		}
-		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, MaxSpeedKMH: float64(cfg.MaxSpeedKMH), Ready: ready, LiveMap: livemap.NewHub(agg, 0)},
+		hub := livemap.NewHub(agg, 0)
+		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, MaxSpeedKMH: float64(cfg.MaxSpeedKMH), Ready: ready, LiveMap: hub},
 			tokens, producer, store, rdb, log.With("service", Gateway))
+		parts.Gateway, parts.LiveMap = gw, hub
 		for p, h := range page {
 			gw.Handle(p, h)
 		}
@@ -188,15 +188,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 			gw.Handle(p, h)
 		}
 		handler = gw.Handler()
-		g.Go(func() error { return gw.RunPushes(gctx, brokers, producer) })
-		g.Go(func() error { return gw.RunLiveMap(gctx, brokers, producer) })
+		g.Go(func() error { return gw.RunPushes(gctx) })
+		g.Go(func() error { return hub.RunTicker(gctx) })
 	} else {
 		handler = healthMux(ready)
 	}
 	if want[Tripstate] {
 		svc := trip.NewService(store, producer, log.With("service", Tripstate))
 		svc.Deadline = cfg.SearchDeadline + cfg.OfferTimeout
-		g.Go(func() error { return svc.Run(gctx, brokers, producer, log.With("service", Tripstate)) })
+		parts.Trips = svc
+		g.Go(func() error { return svc.Run(gctx) })
 	}
 	if want[Dispatcher] {
 		replica := cfg.ReplicaID
@@ -207,10 +208,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 			StaleAfter: cfg.StaleAfter, MaxPickupM: float64(cfg.MaxPickupM), ReplicaID: replica,
 			Policy: cfg.DispatchPolicy, BatchWindow: cfg.BatchWindow}, producer, log.With("service", Dispatcher), nil)
 		d.Reservations = dispatch.RedisReservations{RDB: rdb, ClaimKey: trip.DriverClaimKey}
-		d.Supply = supply.Record{RDB: rdb}
-		g.Go(func() error { return d.Run(gctx, brokers, producer) })
+		d.Supply = avail
+		parts.Dispatcher = d
+		g.Go(func() error { return d.Run(gctx) })
 		checks = append(checks, func(context.Context) error { return d.Ready() })
 	}
+
+	g.Go(func() error { return Serve(gctx, brokers, producer, log, parts) })
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
@@ -143,7 +143,7 @@ func raceManyRiders(t *testing.T, policy string) {
 
 	// The whole log agrees: no trip ever names two drivers, every trip's
 	// versions are 1, 2, 3... with no gap or repeat, and each ends terminal.
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: a.brokers, Topic: ev.TopicTripEvents, GroupID: "race-check", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: a.brokers, Topic: ev.TopicTripEvents, GroupID: "race-check", StartOffset: kafkago.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	drivers4 := map[string]map[string]bool{}
 	versions := map[string]int64{}

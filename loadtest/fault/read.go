@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/protocol"
@@ -22,7 +22,7 @@ import (
 // records read per topic.
 func ReadLog(ctx context.Context, broker string, h *History) (map[string]int, error) {
 	perTopic := map[string]int{}
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
+	conn, err := kafkago.DialContext(ctx, "tcp", broker)
 	if err != nil {
 		return nil, fmt.Errorf("dial broker %s: %w", broker, err)
 	}
@@ -44,7 +44,7 @@ func ReadLog(ctx context.Context, broker string, h *History) (map[string]int, er
 }
 
 func readPartition(ctx context.Context, broker, topic string, partition int, each func([]byte)) (int, error) {
-	conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, partition)
+	conn, err := kafkago.DialLeader(ctx, "tcp", broker, topic, partition)
 	if err != nil {
 		return 0, fmt.Errorf("dial leader of %s/%d: %w", topic, partition, err)
 	}
@@ -53,7 +53,7 @@ func readPartition(ctx context.Context, broker, topic string, partition int, eac
 	if err != nil {
 		return 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
 	}
-	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+	if _, err := conn.Seek(first, kafkago.SeekAbsolute); err != nil {
 		return 0, fmt.Errorf("seek %s/%d to %d: %w", topic, partition, first, err)
 	}
 	n, off := 0, first

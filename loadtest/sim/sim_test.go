@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/internal/devbroker"
+	"github.com/hexride/hexride/internal/devredis"
 	"github.com/hexride/hexride/internal/platform"
 	"github.com/hexride/hexride/loadtest/sim"
 )
@@ -31,7 +33,7 @@ func startPlatform(t *testing.T) string {
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, OnReady: func(r *platform.Running) { ready <- r }})
+		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, DevBroker: devbroker.ForPlatform, DevRedis: devredis.Start, OnReady: func(r *platform.Running) { ready <- r }})
 	}()
 	var run *platform.Running
 	select {

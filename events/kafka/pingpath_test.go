@@ -1,4 +1,4 @@
-package events
+package kafka
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/ride"
 )
 
@@ -21,7 +22,7 @@ import (
 //
 //	go test ./events -run XXX -bench PingPath -benchtime 200000x
 func BenchmarkPingPath(b *testing.B) {
-	brokers := startBroker(b, 4, TopicDriverEvents)
+	brokers := startBroker(b, 4, events.TopicDriverEvents)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const groups, drivers = 3, 2000
@@ -30,7 +31,7 @@ func BenchmarkPingPath(b *testing.B) {
 	for g := range groups {
 		go func() {
 			done <- Consume(ctx, ConsumerConfig{Brokers: brokers, Group: fmt.Sprintf("bench-%d", g),
-				Topic: TopicDriverEvents, Bulk: true}, func(_ context.Context, e Envelope) error {
+				Topic: events.TopicDriverEvents, Bulk: true}, func(_ context.Context, e events.Envelope) error {
 				var loc ride.DriverLocation
 				if err := e.DecodePayload(&loc); err != nil {
 					return err
@@ -42,13 +43,13 @@ func BenchmarkPingPath(b *testing.B) {
 	}
 	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 50 * time.Millisecond})
 	defer p.Close()
-	ping := func(i int) Outgoing {
+	ping := func(i int) events.Outgoing {
 		l := ride.DriverLocation{DriverID: fmt.Sprintf("d-%d", i%drivers), Lat: 37.7749 + float64(i%100)/1e4, Lng: -122.4194, At: "2026-12-05T08:00:00.000Z"}
-		e, err := New(TypeDriverLocation, l.DriverID, time.Now(), l)
+		e, err := events.New(events.TypeDriverLocation, l.DriverID, time.Now(), l)
 		if err != nil {
 			b.Fatal(err)
 		}
-		return Outgoing{Topic: TopicDriverEvents, Env: e}
+		return events.Outgoing{Topic: events.TopicDriverEvents, Env: e}
 	}
 	waitFor := func(n int64) {
 		deadline := time.Now().Add(2 * time.Minute)

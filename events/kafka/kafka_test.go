@@ -1,26 +1,25 @@
-package events
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 func startBroker(t testing.TB, partitions int, topics ...string) []string {
 	t.Helper()
-	b, err := StartEmbeddedBroker(0, partitions, "", 0)
+	b, err := devbroker.StartLocal(0, partitions, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +38,7 @@ func partitionOf(key string, partitions int) int {
 	for i := range ps {
 		ps[i] = i
 	}
-	return (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(key)}, ps...)
+	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: []byte(key)}, ps...)
 }
 
 // TestConsumeRunsPartitionsApart checks the consumer's promises: a handler
@@ -62,17 +61,17 @@ func TestConsumeRunsPartitionsApart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var outs []Outgoing
+	var outs []events.Outgoing
 	for seq := range perKey {
 		for _, k := range append([]string{slow}, keys...) {
-			e, err := NewWithID(fmt.Sprintf("%s-%d", k, seq), TypeDriverLocation, k, time.Now(), map[string]int{"seq": seq})
+			e, err := events.NewWithID(fmt.Sprintf("%s-%d", k, seq), events.TypeDriverLocation, k, time.Now(), map[string]int{"seq": seq})
 			if err != nil {
 				t.Fatal(err)
 			}
-			outs = append(outs, Outgoing{Topic: topic, Env: e})
+			outs = append(outs, events.Outgoing{Topic: topic, Env: e})
 		}
 	}
-	if err := p.PublishAll(ctx, outs...); err != nil {
+	if err := p.Publish(ctx, outs...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -81,7 +80,7 @@ func TestConsumeRunsPartitionsApart(t *testing.T) {
 	othersDone := make(chan struct{})
 	release := make(chan struct{})
 	allDone := make(chan struct{})
-	handler := func(ctx context.Context, e Envelope) error {
+	handler := func(ctx context.Context, e events.Envelope) error {
 		var pl struct{ Seq int }
 		if err := e.DecodePayload(&pl); err != nil {
 			return err
@@ -135,18 +134,18 @@ func TestConsumeRunsPartitionsApart(t *testing.T) {
 	}
 
 	// A new member of the group starts after what was committed.
-	e, err := NewWithID("after-restart", TypeDriverLocation, "k0", time.Now(), map[string]int{"seq": perKey})
+	e, err := events.NewWithID("after-restart", events.TypeDriverLocation, "k0", time.Now(), map[string]int{"seq": perKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Publish(ctx, topic, e); err != nil {
+	if err := p.Publish(ctx, events.Outgoing{Topic: topic, Env: e}); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan string, 200)
 	cctx, stop = context.WithCancel(ctx)
 	defer stop()
 	go func() {
-		done <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "g", Topic: topic}, func(_ context.Context, e Envelope) error {
+		done <- Consume(cctx, ConsumerConfig{Brokers: brokers, Group: "g", Topic: topic}, func(_ context.Context, e events.Envelope) error {
 			got <- e.ID
 			return nil
 		})
@@ -178,25 +177,25 @@ func TestConsumeRunsPartitionsApart(t *testing.T) {
 // dead-letter topic, the rest of its batch being handled one by one.
 func TestConsumeBatches(t *testing.T) {
 	const topic = "batch.test"
-	brokers := startBroker(t, 2, topic, TopicDeadLetters)
+	brokers := startBroker(t, 2, topic, events.TopicDeadLetters)
 	p := NewProducer(brokers, time.Millisecond)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var outs []Outgoing
+	var outs []events.Outgoing
 	for i := range 100 {
 		id := fmt.Sprintf("e%03d", i)
 		if i == 40 {
 			id = "bad"
 		}
-		e, err := NewWithID(id, TypeDriverLocation, "one-key", time.Now(), nil)
+		e, err := events.NewWithID(id, events.TypeDriverLocation, "one-key", time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		outs = append(outs, Outgoing{Topic: topic, Env: e})
+		outs = append(outs, events.Outgoing{Topic: topic, Env: e})
 	}
 	// Half first, so that they form batches; then the half with the bad one.
-	if err := p.PublishAll(ctx, outs[:40]...); err != nil {
+	if err := p.Publish(ctx, outs[:40]...); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -207,10 +206,10 @@ func TestConsumeBatches(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- ConsumeBatches(cctx, ConsumerConfig{Brokers: brokers, Group: "b", Topic: topic, DeadLetters: p},
-			func(_ context.Context, es []Envelope) error {
+			func(_ context.Context, es []events.Envelope) error {
 				for _, e := range es {
 					if e.ID == "bad" {
-						return Permanent(fmt.Errorf("cannot take %s", e.ID))
+						return events.Permanent(fmt.Errorf("cannot take %s", e.ID))
 					}
 				}
 				time.Sleep(2 * time.Millisecond) // a round trip's worth: events queue meanwhile
@@ -242,7 +241,7 @@ func TestConsumeBatches(t *testing.T) {
 		}
 	}
 	waitFor(40)
-	if err := p.PublishAll(ctx, outs[40:]...); err != nil {
+	if err := p.Publish(ctx, outs[40:]...); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -267,12 +266,12 @@ func TestConsumeBatches(t *testing.T) {
 		t.Fatalf("largest batch %d; want the queued events together", largest)
 	}
 	var dead []string
-	for _, e := range readTopic(ctx, t, brokers, TopicDeadLetters, 2) {
-		var dl DeadLetter
+	for _, e := range readTopic(ctx, t, brokers, events.TopicDeadLetters, 2) {
+		var dl events.DeadLetter
 		if err := e.DecodePayload(&dl); err != nil {
 			t.Fatal(err)
 		}
-		v, _ := Decode([]byte(dl.Value))
+		v, _ := events.Decode([]byte(dl.Value))
 		dead = append(dead, v.ID)
 	}
 	if len(dead) != 1 || dead[0] != "bad" {
@@ -284,7 +283,7 @@ func TestConsumeBatches(t *testing.T) {
 // acknowledged event behind them on the same key, and reads the topic back:
 // nothing lost, each key in order, and Send refuses what needs an ack.
 func TestSendKeepsOrderWithPublish(t *testing.T) {
-	brokers := startBroker(t, 4, TopicDriverEvents)
+	brokers := startBroker(t, 4, events.TopicDriverEvents)
 	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 2 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -292,31 +291,31 @@ func TestSendKeepsOrderWithPublish(t *testing.T) {
 	for i := range each {
 		for d := range drivers {
 			key := fmt.Sprintf("d%d", d)
-			e, err := NewWithID(fmt.Sprintf("%s-%03d", key, i), TypeDriverLocation, key, time.Now(), nil)
+			e, err := events.NewWithID(fmt.Sprintf("%s-%03d", key, i), events.TypeDriverLocation, key, time.Now(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Send(ctx, Outgoing{Topic: TopicDriverEvents, Env: e}); err != nil {
+			if err := p.Send(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: e}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	last, err := NewWithID("d0-zzz", TypeDriverAvailability, "d0", time.Now(), nil)
+	last, err := events.NewWithID("d0-zzz", events.TypeDriverAvailability, "d0", time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Publish(ctx, TopicDriverEvents, last); err != nil {
+	if err := p.Publish(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: last}); err != nil {
 		t.Fatal(err)
 	}
-	cmd, _ := NewWithID("c1", TypeRideRequest, "t1", time.Now(), nil)
-	if err := p.Send(ctx, Outgoing{Topic: TopicTripCommands, Env: cmd}); err == nil {
+	cmd, _ := events.NewWithID("c1", events.TypeRideRequest, "t1", time.Now(), nil)
+	if err := p.Send(ctx, events.Outgoing{Topic: events.TopicTripCommands, Env: cmd}); err == nil {
 		t.Fatal("Send took a trip command, which must be acknowledged")
 	}
 	if err := p.Close(); err != nil { // flushes what Send queued
 		t.Fatal(err)
 	}
 	got := map[string][]string{}
-	all := readTopic(ctx, t, brokers, TopicDriverEvents, 4)
+	all := readTopic(ctx, t, brokers, events.TopicDriverEvents, 4)
 	for _, e := range all {
 		got[e.Key] = append(got[e.Key], e.ID)
 	}
@@ -338,11 +337,11 @@ func TestSendKeepsOrderWithPublish(t *testing.T) {
 
 // readTopic reads every event on topic's partitions, each in its order,
 // stopping at a partition when nothing more arrives for half a second.
-func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int) []Envelope {
+func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int) []events.Envelope {
 	t.Helper()
-	var out []Envelope
+	var out []events.Envelope
 	for part := range partitions {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: part, MaxWait: 100 * time.Millisecond})
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: part, MaxWait: 100 * time.Millisecond})
 		for {
 			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			m, err := r.ReadMessage(rctx)
@@ -350,7 +349,7 @@ func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string
 			if err != nil {
 				break
 			}
-			rec, err := DecodeRecord(m.Value)
+			rec, err := events.DecodeRecord(m.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -366,146 +365,27 @@ func readTopic(ctx context.Context, t *testing.T, brokers []string, topic string
 	return out
 }
 
-// TestEmbeddedBrokerDropsExpiredEvents: the embedded broker keeps events in
-// memory, so with a retention it must let them go, or a demo left running
-// grows by every ping it ever took.
-func TestEmbeddedBrokerDropsExpiredEvents(t *testing.T) {
-	b, err := StartEmbeddedBroker(0, 1, "", 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	p := NewProducer(b.Addrs(), 0)
-	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	publish := func(id string) {
-		t.Helper()
-		e, err := NewWithID(id, TypeDriverAvailability, "d-1", time.Now(), ride.DriverAvailability{DriverID: "d-1", Available: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Publish(ctx, TopicDriverEvents, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish("old")
-	if info := b.c.PartitionInfo(TopicDriverEvents, 0); info.HighWatermark != 1 || info.LogStartOffset != 0 || info.NumBytes == 0 {
-		t.Fatalf("after one event: %+v", info)
-	}
-	for {
-		info := b.c.PartitionInfo(TopicDriverEvents, 0)
-		if info.LogStartOffset == 1 && info.NumBytes == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the expired event was kept: %+v", info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	// A consumer starting now reads what came after, from where the log starts.
-	publish("new")
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.Addrs(), Topic: TopicDriverEvents, Partition: 0, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(kafka.FirstOffset); err != nil {
-		t.Fatal(err)
-	}
-	m, err := r.ReadMessage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := Decode(m.Value); err != nil || e.ID != "new" || m.Offset != 1 {
-		t.Fatalf("first event after expiry: offset %d, %+v, %v", m.Offset, e, err)
-	}
-}
-
-// TestEmbeddedBrokerFreesExpiredSegments: expired events give their memory
-// back while the partition keeps taking new ones. The log is kept on disk
-// here so that what the broker holds can be measured; without a data dir
-// the same segments live in memory.
-func TestEmbeddedBrokerFreesExpiredSegments(t *testing.T) {
-	dir := t.TempDir()
-	b, err := StartEmbeddedBroker(0, 1, dir, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	p := NewProducer(b.Addrs(), 0)
-	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	batch := func(prefix string, n int) {
-		t.Helper()
-		outs := make([]Outgoing, n)
-		for i := range outs {
-			e, err := NewWithID(fmt.Sprintf("%s-%d", prefix, i), TypeDriverAvailability, "d-1", time.Now(), ride.DriverAvailability{DriverID: "d-1", Available: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			outs[i] = Outgoing{Topic: TopicDriverEvents, Env: e}
-		}
-		if err := p.PublishAll(ctx, outs...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	held := func() int64 {
-		t.Helper()
-		var n int64
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.Contains(path, TopicDriverEvents) {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			n += info.Size()
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	// About 4 MiB of events that will expire.
-	for i := 0; held() < 4<<20; i++ {
-		batch(fmt.Sprintf("old%d", i), 2000)
-	}
-	before := held()
-	for i := 0; ; i++ {
-		batch(fmt.Sprintf("new%d", i), 1)
-		if n := held(); n < before/2 {
-			t.Logf("log on disk: %d bytes with the old events, %d after they expired", before, n)
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("log on disk: %d bytes with the old events, still %d after they expired", before, held())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // TestPublishBulk: relays sent in bulk arrive, each key in order, and
 // driver events, whose order is kept by the other writers, are refused.
 func TestPublishBulk(t *testing.T) {
-	brokers := startBroker(t, 2, TopicUserPushes, TopicDriverEvents)
+	brokers := startBroker(t, 2, events.TopicUserPushes, events.TopicDriverEvents)
 	p := NewProducer(brokers, 0)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var outs []Outgoing
+	var outs []events.Outgoing
 	for i := range 60 {
 		key := fmt.Sprintf("r%d", i%3)
-		e, err := NewWithID(fmt.Sprintf("%s-%03d", key, i), TypePush, key, time.Now(), nil)
+		e, err := events.NewWithID(fmt.Sprintf("%s-%03d", key, i), events.TypePush, key, time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		outs = append(outs, Outgoing{Topic: TopicUserPushes, Env: e})
+		outs = append(outs, events.Outgoing{Topic: events.TopicUserPushes, Env: e})
 	}
 	if err := p.PublishBulk(ctx, outs...); err != nil {
 		t.Fatal(err)
 	}
-	got := readTopic(ctx, t, brokers, TopicUserPushes, 2)
+	got := readTopic(ctx, t, brokers, events.TopicUserPushes, 2)
 	if len(got) != len(outs) {
 		t.Fatalf("read %d events, want %d", len(got), len(outs))
 	}
@@ -516,11 +396,11 @@ func TestPublishBulk(t *testing.T) {
 		}
 		last[e.Key] = e.ID
 	}
-	ping, err := New(TypeDriverLocation, "d1", time.Now(), nil)
+	ping, err := events.New(events.TypeDriverLocation, "d1", time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.PublishBulk(ctx, Outgoing{Topic: TopicDriverEvents, Env: ping}); err == nil {
+	if err := p.PublishBulk(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: ping}); err == nil {
 		t.Fatal("a driver event was published in bulk")
 	}
 }
@@ -531,19 +411,19 @@ func TestPublishBulk(t *testing.T) {
 // per linger) do. kafka-go reserves room for BatchSize messages in every
 // batch it starts, so B/op shows the writers' BatchSize.
 func BenchmarkPublishSmallBatches(b *testing.B) {
-	brokers := startBroker(b, 4, TopicUserPushes, TopicDriverEvents)
+	brokers := startBroker(b, 4, events.TopicUserPushes, events.TopicDriverEvents)
 	ctx := context.Background()
 	b.Run("relays-in-bulk", func(b *testing.B) {
 		p := NewProducer(brokers, 0)
 		defer p.Close()
-		outs := make([]Outgoing, 8)
+		outs := make([]events.Outgoing, 8)
 		for i := range outs {
 			key := fmt.Sprintf("rider-%d", i)
-			e, err := NewWithID(fmt.Sprintf("relay-%d", i), TypePush, key, time.Now(), protocol.Push{UserID: key, Message: []byte(`{"type":"driver.location"}`)})
+			e, err := events.NewWithID(fmt.Sprintf("relay-%d", i), events.TypePush, key, time.Now(), protocol.Push{UserID: key, Message: []byte(`{"type":"driver.location"}`)})
 			if err != nil {
 				b.Fatal(err)
 			}
-			outs[i] = Outgoing{Topic: TopicUserPushes, Env: e}
+			outs[i] = events.Outgoing{Topic: events.TopicUserPushes, Env: e}
 		}
 		b.ReportAllocs()
 		for b.Loop() {
@@ -555,13 +435,13 @@ func BenchmarkPublishSmallBatches(b *testing.B) {
 	b.Run("acknowledged-ping", func(b *testing.B) {
 		p := NewProducerWith(ProducerConfig{Brokers: brokers})
 		defer p.Close()
-		e, err := New(TypeDriverLocation, "d1", time.Now(), ride.DriverLocation{DriverID: "d1", Lat: 52.52, Lng: 13.4})
+		e, err := events.New(events.TypeDriverLocation, "d1", time.Now(), ride.DriverLocation{DriverID: "d1", Lat: 52.52, Lng: 13.4})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := p.Publish(ctx, TopicDriverEvents, e); err != nil {
+			if err := p.Publish(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: e}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -572,7 +452,7 @@ func BenchmarkPublishSmallBatches(b *testing.B) {
 // events in few records, and consumers still see each event once, each
 // driver's in order, acknowledged ones included.
 func TestDriverEventsGoManyToARecord(t *testing.T) {
-	brokers := startBroker(t, 4, TopicDriverEvents)
+	brokers := startBroker(t, 4, events.TopicDriverEvents)
 	p := NewProducerWith(ProducerConfig{Brokers: brokers, PingLinger: 20 * time.Millisecond})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -580,15 +460,15 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 	const drivers, each = 40, 25
 	for i := range each {
 		for d := range drivers {
-			e, err := NewWithID(fmt.Sprintf("d%02d-%03d", d, i), TypeDriverLocation, fmt.Sprintf("d%02d", d), time.Now(),
+			e, err := events.NewWithID(fmt.Sprintf("d%02d-%03d", d, i), events.TypeDriverLocation, fmt.Sprintf("d%02d", d), time.Now(),
 				ride.DriverLocation{DriverID: fmt.Sprintf("d%02d", d), Lat: 1, Lng: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if i == each-1 && d%10 == 0 {
-				err = p.Publish(ctx, TopicDriverEvents, e) // acknowledged, behind its driver's pings
+				err = p.Publish(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: e}) // acknowledged, behind its driver's pings
 			} else {
-				err = p.Send(ctx, Outgoing{Topic: TopicDriverEvents, Env: e})
+				err = p.Send(ctx, events.Outgoing{Topic: events.TopicDriverEvents, Env: e})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -598,7 +478,7 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 	p.Close() // what is still waiting goes out
 	records := int64(0)
 	for part := range 4 {
-		c, err := kafka.DialLeader(ctx, "tcp", brokers[0], TopicDriverEvents, part)
+		c, err := kafkago.DialLeader(ctx, "tcp", brokers[0], events.TopicDriverEvents, part)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -612,12 +492,12 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 	if records > drivers*each/10 {
 		t.Errorf("%d events took %d records; want them many to a record", drivers*each, records)
 	}
-	for group, consume := range map[string]func(context.Context, ConsumerConfig, func(Envelope)) error{
-		"many": func(ctx context.Context, cfg ConsumerConfig, h func(Envelope)) error {
-			return Consume(ctx, cfg, func(_ context.Context, e Envelope) error { h(e); return nil })
+	for group, consume := range map[string]func(context.Context, ConsumerConfig, func(events.Envelope)) error{
+		"many": func(ctx context.Context, cfg ConsumerConfig, h func(events.Envelope)) error {
+			return Consume(ctx, cfg, func(_ context.Context, e events.Envelope) error { h(e); return nil })
 		},
-		"many-batches": func(ctx context.Context, cfg ConsumerConfig, h func(Envelope)) error {
-			return ConsumeBatches(ctx, cfg, func(_ context.Context, es []Envelope) error {
+		"many-batches": func(ctx context.Context, cfg ConsumerConfig, h func(events.Envelope)) error {
+			return ConsumeBatches(ctx, cfg, func(_ context.Context, es []events.Envelope) error {
 				for _, e := range es {
 					h(e)
 				}
@@ -629,8 +509,8 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 		seen := map[string][]string{}
 		total := 0
 		cctx, stop := context.WithCancel(ctx)
-		err := consume(cctx, ConsumerConfig{Brokers: brokers, Group: group, Topic: TopicDriverEvents, Bulk: true},
-			func(e Envelope) {
+		err := consume(cctx, ConsumerConfig{Brokers: brokers, Group: group, Topic: events.TopicDriverEvents, Bulk: true},
+			func(e events.Envelope) {
 				mu.Lock()
 				defer mu.Unlock()
 				seen[e.Key] = append(seen[e.Key], e.ID)
@@ -652,7 +532,7 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 			}
 		}
 		// The metric counts events, not the records that carried them.
-		if got := testutil.ToFloat64(consumedTotal.WithLabelValues(group, TopicDriverEvents)); got != drivers*each {
+		if got := counter(t, "hexride_events_consumed_total", group, events.TopicDriverEvents); got != drivers*each {
 			t.Errorf("%s: hexride_events_consumed_total %v; want %d", group, got, drivers*each)
 		}
 	}
@@ -663,17 +543,17 @@ func TestDriverEventsGoManyToARecord(t *testing.T) {
 // handled, by Consume and by ConsumeBatches.
 func TestBadEventInABatchRecord(t *testing.T) {
 	const topic = "mixed.test"
-	brokers := startBroker(t, 1, topic, TopicDeadLetters)
+	brokers := startBroker(t, 1, topic, events.TopicDeadLetters)
 	p := NewProducer(brokers, 0)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	env := func(id string) string {
-		e, err := NewWithID(id, TypeDriverLocation, "k", time.Now(), ride.DriverLocation{DriverID: "k"})
+		e, err := events.NewWithID(id, events.TypeDriverLocation, "k", time.Now(), ride.DriverLocation{DriverID: "k"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := encode(e)
+		b, err := e.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -691,22 +571,32 @@ func TestBadEventInABatchRecord(t *testing.T) {
 	if err := p.PublishRaw(ctx, topic, []byte("k"), []byte("["+env("e4")+","+env("refused2")+","+env("e5")+"]")); err != nil {
 		t.Fatal(err)
 	}
-	run := func(group string, consume func(context.Context, ConsumerConfig, func([]Envelope) error) error) []string {
+	run := func(group string, consume func(context.Context, ConsumerConfig, func([]events.Envelope) error) error) []string {
 		var got []string
 		cctx, stop := context.WithCancel(ctx)
 		defer stop()
+		// Stop once all three records are done with (committed): their
+		// dead letters are published by then.
+		go func() {
+			client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+			for cctx.Err() == nil {
+				res, err := client.OffsetFetch(cctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+				if err == nil && len(res.Topics[topic]) == 1 && res.Topics[topic][0].CommittedOffset == 3 {
+					stop()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
 		err := consume(cctx, ConsumerConfig{Brokers: brokers, Group: group, Topic: topic, DeadLetters: p},
-			func(es []Envelope) error {
+			func(es []events.Envelope) error {
 				for _, e := range es {
 					if strings.HasPrefix(e.ID, "refused") {
-						return Permanent(errors.New("refused"))
+						return events.Permanent(errors.New("refused"))
 					}
 				}
 				for _, e := range es {
 					got = append(got, e.ID)
-				}
-				if len(got) == 5 {
-					stop()
 				}
 				return nil
 			})
@@ -715,11 +605,11 @@ func TestBadEventInABatchRecord(t *testing.T) {
 		}
 		return got
 	}
-	one := run("one", func(ctx context.Context, cfg ConsumerConfig, h func([]Envelope) error) error {
-		return Consume(ctx, cfg, func(_ context.Context, e Envelope) error { return h([]Envelope{e}) })
+	one := run("one", func(ctx context.Context, cfg ConsumerConfig, h func([]events.Envelope) error) error {
+		return Consume(ctx, cfg, func(_ context.Context, e events.Envelope) error { return h([]events.Envelope{e}) })
 	})
-	batches := run("batches", func(ctx context.Context, cfg ConsumerConfig, h func([]Envelope) error) error {
-		return ConsumeBatches(ctx, cfg, func(_ context.Context, es []Envelope) error { return h(es) })
+	batches := run("batches", func(ctx context.Context, cfg ConsumerConfig, h func([]events.Envelope) error) error {
+		return ConsumeBatches(ctx, cfg, func(_ context.Context, es []events.Envelope) error { return h(es) })
 	})
 	for name, got := range map[string][]string{"Consume": one, "ConsumeBatches": batches} {
 		if strings.Join(got, ",") != "e1,e2,e3,e4,e5" {
@@ -727,8 +617,8 @@ func TestBadEventInABatchRecord(t *testing.T) {
 		}
 	}
 	var dead []string
-	for _, e := range readTopic(ctx, t, brokers, TopicDeadLetters, 1) {
-		var dl DeadLetter
+	for _, e := range readTopic(ctx, t, brokers, events.TopicDeadLetters, 1) {
+		var dl events.DeadLetter
 		if err := e.DecodePayload(&dl); err != nil {
 			t.Fatal(err)
 		}
@@ -736,7 +626,7 @@ func TestBadEventInABatchRecord(t *testing.T) {
 			t.Errorf("a whole batch record was dead-lettered: %s", dl.Reason)
 		}
 		id := "(bad)"
-		if v, err := Decode([]byte(dl.Value)); err == nil {
+		if v, err := events.Decode([]byte(dl.Value)); err == nil {
 			id = v.ID
 		}
 		dead = append(dead, dl.Group+":"+id)
@@ -746,10 +636,10 @@ func TestBadEventInABatchRecord(t *testing.T) {
 		t.Errorf("dead letters %v; want %s", dead, want)
 	}
 	for _, group := range []string{"one", "batches"} {
-		if got := testutil.ToFloat64(consumedTotal.WithLabelValues(group, topic)); got != 5 {
+		if got := counter(t, "hexride_events_consumed_total", group, topic); got != 5 {
 			t.Errorf("%s: hexride_events_consumed_total %v; want 5", group, got)
 		}
-		if got := testutil.ToFloat64(deadLettersTotal.WithLabelValues(group, topic)); got != 3 {
+		if got := counter(t, "hexride_events_dead_letters_total", group, topic); got != 3 {
 			t.Errorf("%s: hexride_events_dead_letters_total %v; want 3", group, got)
 		}
 	}

@@ -1,11 +1,11 @@
-package events
+package kafka
 
 import (
 	"context"
 	"fmt"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Partitioner says which partition a key's events are on: kafka-go's Hash
@@ -15,7 +15,7 @@ import (
 // It is safe for concurrent use.
 type Partitioner struct {
 	ids  []int
-	hash kafka.Hash
+	hash kafkago.Hash
 }
 
 // NewPartitioner is a Partitioner for a topic of n partitions. kafka-go's
@@ -30,13 +30,13 @@ func NewPartitioner(n int) *Partitioner {
 
 // Of returns the partition of key.
 func (p *Partitioner) Of(key []byte) int {
-	return p.hash.Balance(kafka.Message{Key: key}, p.ids...)
+	return p.hash.Balance(kafkago.Message{Key: key}, p.ids...)
 }
 
 // Partitions reads how many partitions topic has from the brokers.
 func Partitions(ctx context.Context, brokers []string, topic string) (int, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, fmt.Errorf("read the partitions of %s: %w", topic, err)
 	}

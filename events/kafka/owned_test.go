@@ -1,4 +1,4 @@
-package events
+package kafka
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hexride/hexride/events"
 )
 
 // ownedView is a handler's per-partition state for TestConsumeOwned: the
@@ -22,8 +24,8 @@ func newOwnedView() *ownedView {
 	return &ownedView{open: map[int]map[string]int64{}, first: map[int]int64{}, caught: map[int]bool{}}
 }
 
-func (v *ownedView) own() Ownership {
-	return Ownership{
+func (v *ownedView) own() events.Ownership {
+	return events.Ownership{
 		Assigned: func(ps []int) {
 			v.mu.Lock()
 			defer v.mu.Unlock()
@@ -45,11 +47,11 @@ func (v *ownedView) own() Ownership {
 	}
 }
 
-func (v *ownedView) handle(ctx context.Context, e Envelope) error {
-	pos, ok := PositionOf(ctx)
-	if !ok {
+func (v *ownedView) handle(ctx context.Context, e events.Envelope) error {
+	if e.Source == nil {
 		return fmt.Errorf("no position for %s", e.ID)
 	}
+	pos := *e.Source
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, ok := v.first[pos.Partition]; !ok {
@@ -79,11 +81,11 @@ func TestConsumeOwnedRebuildsFromTheFloor(t *testing.T) {
 	defer cancel()
 	send := func(typ, key string) {
 		t.Helper()
-		e, err := New(typ, key, time.Now(), nil)
+		e, err := events.New(typ, key, time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Publish(ctx, topic, e); err != nil {
+		if err := p.Publish(ctx, events.Outgoing{Topic: topic, Env: e}); err != nil {
 			t.Fatal(err)
 		}
 	}

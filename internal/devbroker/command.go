@@ -1,4 +1,4 @@
-package platform
+package devbroker
 
 import (
 	"context"
@@ -8,15 +8,13 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	ev "github.com/hexride/hexride/events"
 )
 
-// Broker implements `hexride broker`: the embedded Kafka-protocol broker
+// Command implements `hexride broker`: the embedded Kafka-protocol broker
 // served on its own, so that the standalone services run on one machine as
 // they do in production. It is a development broker: one process, no
 // replication, every partition led by itself. It runs until ctx ends.
-func Broker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hexride broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9092", "host:port to listen on (port 0 picks a free one)")
@@ -38,7 +36,7 @@ func Broker(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *retention != 0 && *retention < time.Minute:
 		return fmt.Errorf("hexride broker: -retention %s: want 0 (keep all) or at least 1m", *retention)
 	}
-	b, err := ev.StartBroker(ev.BrokerOptions{Addr: *addr, Partitions: *partitions, DataDir: *dir,
+	b, err := Start(Options{Addr: *addr, Partitions: *partitions, DataDir: *dir,
 		SyncWrites: *sync, Retention: *retention})
 	if err != nil {
 		return fmt.Errorf("hexride broker: %w", err)

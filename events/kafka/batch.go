@@ -1,4 +1,4 @@
-package events
+package kafka
 
 import (
 	"bytes"
@@ -7,7 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/hexride/hexride/events"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // pingBatcher puts many driver events in one Kafka record: all those of one
@@ -25,10 +26,10 @@ import (
 type pingBatcher struct {
 	brokers []string
 	linger  time.Duration
-	w       *kafka.Writer
+	w       *kafkago.Writer
 	// done is the writer's completion, called directly for a record the
 	// writer refused.
-	done func([]kafka.Message, error)
+	done func([]kafkago.Message, error)
 
 	mu      sync.Mutex
 	parts   *Partitioner // of driver.events; nil until read
@@ -50,7 +51,7 @@ type batchRecord struct {
 }
 
 // add queues msgs (all for driver.events) in their partitions' batches.
-func (b *pingBatcher) add(ctx context.Context, msgs []kafka.Message, a *acks) error {
+func (b *pingBatcher) add(ctx context.Context, msgs []kafkago.Message, a *acks) error {
 	if err := b.learnPartitions(ctx); err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func (b *pingBatcher) learnPartitions(ctx context.Context) error {
 	if known {
 		return nil
 	}
-	n, err := Partitions(ctx, b.brokers, TopicDriverEvents)
+	n, err := Partitions(ctx, b.brokers, events.TopicDriverEvents)
 	if err != nil {
 		return err
 	}
@@ -134,12 +135,12 @@ func (b *pingBatcher) flushLocked(p int) {
 		buf.WriteByte(']')
 		value = buf.Bytes()
 	}
-	m := kafka.Message{Topic: TopicDriverEvents, Key: evs[0].key, Value: value,
+	m := kafkago.Message{Topic: events.TopicDriverEvents, Key: evs[0].key, Value: value,
 		WriterData: &batchRecord{partition: p, events: evs}}
 	if err := b.w.WriteMessages(context.Background(), m); err != nil {
 		// Refused before it was queued (the writer is closed): no
 		// completion will come, so it is reported here.
-		b.done([]kafka.Message{m}, fmt.Errorf("write a batch of %d driver events: %w", len(evs), err))
+		b.done([]kafkago.Message{m}, fmt.Errorf("write a batch of %d driver events: %w", len(evs), err))
 	}
 }
 
@@ -154,9 +155,9 @@ func (b *pingBatcher) close() {
 }
 
 // batchBalancer puts a batch record on the partition it was made for.
-type batchBalancer struct{ hash kafka.Hash }
+type batchBalancer struct{ hash kafkago.Hash }
 
-func (bb *batchBalancer) Balance(m kafka.Message, partitions ...int) int {
+func (bb *batchBalancer) Balance(m kafkago.Message, partitions ...int) int {
 	if rec, ok := m.WriterData.(*batchRecord); ok {
 		for _, p := range partitions {
 			if p == rec.partition {

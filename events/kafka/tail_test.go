@@ -1,4 +1,4 @@
-package events
+package kafka
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hexride/hexride/events"
 )
 
 // TestTailReadsFromATimeAndFollows checks what a view rebuilt from the log
@@ -22,11 +24,11 @@ func TestTailReadsFromATimeAndFollows(t *testing.T) {
 	publish := func(batch string, n int) {
 		t.Helper()
 		for i := range n {
-			e, err := NewWithID(fmt.Sprintf("%s-%d", batch, i), "test", fmt.Sprintf("k%d", i%5), time.Now(), i)
+			e, err := events.NewWithID(fmt.Sprintf("%s-%d", batch, i), "test", fmt.Sprintf("k%d", i%5), time.Now(), i)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Publish(ctx, topic, e); err != nil {
+			if err := p.Publish(ctx, events.Outgoing{Topic: topic, Env: e}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -48,7 +50,7 @@ func TestTailReadsFromATimeAndFollows(t *testing.T) {
 			atCaughtUp = len(seen)
 			mu.Unlock()
 			close(caught)
-		}}, func(_ context.Context, es []Envelope) error {
+		}}, func(_ context.Context, es []events.Envelope) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, e := range es {

@@ -1,4 +1,9 @@
-package events
+// Package devbroker is the development Kafka-protocol broker: kfake (from
+// franz-go) in this process, on a real loopback TCP port, so the one-command
+// run, the tests and the demo need no Kafka installed, while the services
+// talk to it with the same kafka-go code that talks to a real cluster. No
+// production binary imports it.
+package devbroker
 
 import (
 	"errors"
@@ -7,22 +12,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hexride/hexride/events"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// EmbeddedBroker is a Kafka-protocol broker inside this process (kfake),
+// Broker is a Kafka-protocol broker inside this process (kfake),
 // listening on a real loopback TCP port. The services talk to it with the
 // same kafka-go code that talks to a real cluster.
-type EmbeddedBroker struct {
+type Broker struct {
 	c *kfake.Cluster
 }
 
 // segmentBytes is the size at which the embedded broker starts a new
-// segment of a partition's log (see StartEmbeddedBroker).
+// segment of a partition's log (see StartLocal).
 const segmentBytes = 1 << 20
 
-// StartEmbeddedBroker listens on 127.0.0.1:port (0 picks a free port) with
+// StartLocal listens on 127.0.0.1:port (0 picks a free port) with
 // every platform topic created with the given number of partitions. A
 // non-empty dataDir keeps the log on disk across restarts.
 //
@@ -32,13 +38,13 @@ const segmentBytes = 1 << 20
 // every retention/10 (at least a second apart), a whole produce batch at a
 // time once its newest event is older than retention, and their memory is
 // freed a segment (about a MiB of a partition's log) at a time.
-func StartEmbeddedBroker(port, partitions int, dataDir string, retention time.Duration) (*EmbeddedBroker, error) {
-	return StartBroker(BrokerOptions{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Partitions: partitions,
+func StartLocal(port, partitions int, dataDir string, retention time.Duration) (*Broker, error) {
+	return Start(Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Partitions: partitions,
 		DataDir: dataDir, Retention: retention})
 }
 
-// BrokerOptions configure StartBroker.
-type BrokerOptions struct {
+// Options configure Start.
+type Options struct {
 	// Addr is host:port to listen on; port 0 picks a free one.
 	Addr       string
 	Partitions int
@@ -52,9 +58,9 @@ type BrokerOptions struct {
 	Retention  time.Duration
 }
 
-// StartBroker starts an embedded broker as StartEmbeddedBroker does, on any
+// Start starts an embedded broker as StartEmbeddedBroker does, on any
 // address and optionally fsyncing every write: what `hexride broker` serves.
-func StartBroker(o BrokerOptions) (*EmbeddedBroker, error) {
+func Start(o Options) (*Broker, error) {
 	host, portStr, err := net.SplitHostPort(o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker address %q: want host:port: %w", o.Addr, err)
@@ -103,18 +109,28 @@ func StartBroker(o BrokerOptions) (*EmbeddedBroker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
 	}
-	for _, t := range Topics {
+	for _, t := range events.Topics {
 		// A topic kept in dataDir from an earlier run already exists.
 		if err := c.CreateTopic(t, int32(partitions), topicConfigs); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			c.Close()
 			return nil, fmt.Errorf("create topic %s on the embedded broker: %w", t, err)
 		}
 	}
-	return &EmbeddedBroker{c: c}, nil
+	return &Broker{c: c}, nil
 }
 
 // Addrs are the broker addresses to give kafka-go.
-func (b *EmbeddedBroker) Addrs() []string { return b.c.ListenAddrs() }
+func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
 
 // Close stops the broker.
-func (b *EmbeddedBroker) Close() { b.c.Close() }
+func (b *Broker) Close() { b.c.Close() }
+
+// ForPlatform starts a broker on a free loopback port for the one-command
+// run (platform.Options.DevBroker).
+func ForPlatform(partitions int, retention time.Duration) ([]string, func(), error) {
+	b, err := StartLocal(0, partitions, "", retention)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.Addrs(), b.Close, nil
+}
