@@ -194,12 +194,6 @@ func (s *Store) Ended(ctx context.Context, ids []string) (map[string]bool, error
 	return ended, nil
 }
 
-// Legal reports whether command is a transition out of state.
-func (s *Store) Legal(state, command string) bool {
-	_, ok := Next(state, command)
-	return ok
-}
-
 // CurrentTrip returns the user's active trip: as rider, the one they
 // requested; as driver, the one they accepted.
 func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ride.Trip, bool, error) {
