@@ -2,18 +2,21 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hexride/hexride/ride"
+	"github.com/hexride/hexride/trip"
 )
 
 // precheck answers, before anything is published, a command that cannot
 // succeed: the trip does not exist (not_found), is not the sender's
-// (forbidden), or is not in a state that allows it (conflict). Tripstate
-// decides again when it applies the command, so a race between two phones is
-// still settled once, there.
+// (forbidden), or is not in a state that allows it (conflict). It asks
+// trip.Decide, tripstate's own rule book, about the command the frame would
+// become, on the trip as stored now. Tripstate decides again when it
+// applies the command, so a race between two phones is still settled once,
+// there.
 func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *ProtocolError {
 	unavailable := &ProtocolError{Code: CodeUnavailable, Message: "trip state unavailable; safe to retry"}
 	if f.Type == MsgRideRequest {
@@ -32,34 +35,28 @@ func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *Protocol
 		s.log.Warn("precheck trip", "trip", f.TripID, "err", err)
 		return unavailable
 	}
-	if !ok {
-		return &ProtocolError{Code: CodeNotFound, Message: fmt.Sprintf("no trip %s", f.TripID)}
-	}
-	forbidden := &ProtocolError{Code: CodeForbidden, Message: fmt.Sprintf("trip %s is not yours", f.TripID)}
-	switch f.Type {
-	case MsgOfferAccept, MsgOfferDecline:
-		if !slices.Contains(t.Offered, sess.user) {
-			return forbidden
-		}
-		if t.Offer == nil || t.Offer.OfferID != f.OfferID || t.Offer.DriverID != sess.user {
-			return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("offer %s is no longer open", f.OfferID)}
-		}
-		if f.Type == MsgOfferAccept && time.Now().After(t.Offer.ExpiresAt) {
-			return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("offer %s expired", f.OfferID)}
-		}
+	_, err = trip.Decide(t, ok, trip.Command{Type: f.Type, At: time.Now(), TripCommand: tripCommand(sess, f)})
+	if err == nil {
 		return nil
 	}
-	// The offered driver is a party to the trip too: a command sent before
-	// the acceptance was applied is early (conflict), not someone else's.
-	party := sess.user == t.DriverID || (t.Offer != nil && t.Offer.DriverID == sess.user)
-	if f.Type == MsgTripCancel {
-		party = party || sess.user == t.RiderID
+	var r *trip.Rejection
+	if !errors.As(err, &r) {
+		// Only a malformed ride.request is refused otherwise, and frames
+		// are checked before they get here.
+		return &ProtocolError{Code: CodeBadRequest, Message: err.Error()}
 	}
-	if !party {
-		return forbidden
+	code := CodeConflict
+	switch r.Code {
+	case trip.CodeNotFound:
+		code = CodeNotFound
+	case trip.CodeForbidden:
+		code = CodeForbidden
 	}
-	if !s.trips.Legal(t.State, f.Type) {
-		return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("cannot %s a trip that is %s", f.Type, t.State)}
-	}
-	return nil
+	return &ProtocolError{Code: code, Message: r.Reason}
+}
+
+// tripCommand is the trip command a phone's frame becomes (a ride.request
+// gets its trip id and places where it is published).
+func tripCommand(sess *session, f Frame) ride.TripCommand {
+	return ride.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
 }

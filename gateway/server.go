@@ -39,11 +39,9 @@ type Publisher interface {
 	Send(ctx context.Context, outs ...ev.Outgoing) error
 }
 
-// TripReader reads trip state (written by tripstate) to check commands.
-// Legal says whether a command is allowed in a state by the trip state
-// machine, which tripstate owns.
+// TripReader reads trip state (written by tripstate) to check commands
+// against trip.Decide, tripstate's rules.
 type TripReader interface {
-	Legal(state, command string) bool
 	Trip(ctx context.Context, id string) (ride.Trip, bool, error)
 	CurrentTrip(ctx context.Context, userID, role string) (ride.Trip, bool, error)
 	// Ended says which of the trips have ended (or do not exist).

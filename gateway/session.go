@@ -419,7 +419,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		if perr := s.precheck(ctx, sess, f); perr != nil {
 			return ev.Outgoing{}, "", perr
 		}
-		cmd := ride.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
+		cmd := tripCommand(sess, f)
 		if f.Type == MsgRideRequest {
 			cmd.TripID = "t-" + ev.NewID()[:20]
 			cmd.Pickup, cmd.Dropoff = f.Pickup.LatLng(), f.Dropoff.LatLng()

@@ -39,11 +39,11 @@ func TestCellsAgreeWithH3(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("res%d-%gmps", tc.res, tc.speedMPS), func(t *testing.T) {
 			c := NewCells(tc.res)
-			last := make([]h3.Cell, 200)
+			last := make([]Cell, 200)
 			mismatches := 0
 			walk(rand.New(rand.NewPCG(uint64(tc.res), 1)), len(last), 500, tc.speedMPS, 1, func(v int, p LatLng) {
 				got := c.Cell(p, last[v])
-				want := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), tc.res)
+				want := Cell(h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), tc.res))
 				if got != want && mismatches < 5 {
 					mismatches++
 					t.Errorf("Cell(%v, last %v) = %v, LatLngToCell = %v", p, last[v], got, want)
@@ -56,8 +56,8 @@ func TestCellsAgreeWithH3(t *testing.T) {
 	// only a hint.
 	c := NewCells(8)
 	p := LatLng{37.7749, -122.4194}
-	want := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 8)
-	for _, last := range []h3.Cell{0, 12345, h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 9)} {
+	want := Cell(h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), 8))
+	for _, last := range []Cell{0, 12345, CellOf(p, 9)} {
 		if got := c.Cell(p, last); got != want {
 			t.Errorf("Cell(%v, last %v) = %v, want %v", p, last, got, want)
 		}
@@ -73,7 +73,7 @@ func BenchmarkCells(b *testing.B) {
 	walk(rand.New(rand.NewPCG(1, 1)), 1000, 20, 10, 1, func(_ int, p LatLng) { pts = append(pts, p) })
 	b.Run("Cells", func(b *testing.B) {
 		c := NewCells(8)
-		last := make([]h3.Cell, 1000)
+		last := make([]Cell, 1000)
 		i := 0
 		for b.Loop() {
 			v := i % 1000
@@ -112,5 +112,49 @@ func TestCellCenter(t *testing.T) {
 				t.Fatalf("res %d: CellCenter(%v) is the point itself", res, p)
 			}
 		}
+	}
+}
+
+// TestCellWrappers: CellOf, Center, Boundary and CellsInBox answer what H3
+// does, for the packages that must not call it themselves.
+func TestCellWrappers(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, res := range []int{7, 8, 9} {
+		for range 200 {
+			p := scatter(r, LatLng{37.7749, -122.4194}, 0.1)
+			h := h3.LatLngToCell(h3.NewLatLng(p.Lat, p.Lng), res)
+			c := CellOf(p, res)
+			if c != Cell(h) {
+				t.Fatalf("CellOf(%v, %d) = %v, want %v", p, res, c, h)
+			}
+			if ll := h3.CellToLatLng(h); c.Center() != (LatLng{ll.Lat, ll.Lng}) {
+				t.Fatalf("Center of %v = %v, want %v", c, c.Center(), ll)
+			}
+			hb, b := h3.CellToBoundary(h), c.Boundary()
+			if len(b) != len(hb) {
+				t.Fatalf("Boundary of %v has %d vertices, want %d", c, len(b), len(hb))
+			}
+			for i := range b {
+				if b[i] != (LatLng{hb[i].Lat, hb[i].Lng}) {
+					t.Fatalf("Boundary of %v: vertex %d = %v, want %v", c, i, b[i], hb[i])
+				}
+			}
+		}
+	}
+	south, west, north, east := 37.75, -122.45, 37.80, -122.40
+	cells := CellsInBox(south, west, north, east, 8)
+	if len(cells) < 25 || len(cells) > 45 { // about 24 km² of 0.74 km² cells
+		t.Fatalf("%d cells at res 8 in a 5.5 x 4.4 km box", len(cells))
+	}
+	seen := map[Cell]bool{}
+	for _, c := range cells {
+		ctr := c.Center()
+		if seen[c] || ctr.Lat < south || ctr.Lat > north || ctr.Lng < west || ctr.Lng > east || CellOf(ctr, 8) != c {
+			t.Fatalf("cell %v (centre %v) repeated, outside the box or not at res 8", c, ctr)
+		}
+		seen[c] = true
+	}
+	if !seen[CellOf(LatLng{37.7749, -122.4194}, 8)] {
+		t.Fatal("the cell of a point well inside the box is missing")
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/uber/h3-go/v4"
-
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/ride"
 )
@@ -238,7 +236,7 @@ func (a *Aggregator) appendCells(b []byte, idx []int32) []byte {
 		}
 		b = append(b, '[')
 		b = strconv.AppendInt(b, int64(i), 10)
-		for _, v := range h3.CellToBoundary(a.cellList[i]) {
+		for _, v := range a.cellList[i].Boundary() {
 			b = appendInts(b, true, int64(e5(v.Lat)), int64(e5(v.Lng)))
 		}
 		b = append(b, ']')

@@ -3,8 +3,8 @@ package livemap
 import (
 	"fmt"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/ride"
-	"github.com/uber/h3-go/v4"
 )
 
 // MaxGridCells bounds the grid Grid draws: a map background, not a tiling
@@ -20,16 +20,13 @@ func Grid(south, west, north, east float64, res int) ([][]ride.LatLng, error) {
 	if res < 0 || res > 15 {
 		return nil, fmt.Errorf("livemap: H3 resolution %d: want 0 to 15", res)
 	}
-	poly := h3.GeoPolygon{GeoLoop: h3.GeoLoop{
-		h3.NewLatLng(south, west), h3.NewLatLng(south, east), h3.NewLatLng(north, east), h3.NewLatLng(north, west),
-	}}
-	cells := h3.PolygonToCells(poly, res)
+	cells := geo.CellsInBox(south, west, north, east, res)
 	if len(cells) > MaxGridCells {
 		return nil, fmt.Errorf("livemap: grid of %d cells at resolution %d is more than %d: use a smaller box or a coarser resolution", len(cells), res, MaxGridCells)
 	}
 	out := make([][]ride.LatLng, len(cells))
 	for i, c := range cells {
-		b := h3.CellToBoundary(c)
+		b := c.Boundary()
 		loop := make([]ride.LatLng, len(b))
 		for j, v := range b {
 			loop[j] = ride.LatLng{Lat: v.Lat, Lng: v.Lng}

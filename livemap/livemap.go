@@ -20,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/uber/h3-go/v4"
-
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/ride"
@@ -122,7 +120,7 @@ type driver struct {
 	offerTrip string // trip with this driver's open offer
 	trip      string // assigned trip (ACCEPTED, ARRIVED, IN_PROGRESS)
 	tripState string
-	cell      h3.Cell
+	cell      geo.Cell
 
 	// What the last published frame said about this driver.
 	pubLat, pubLng int32
@@ -155,7 +153,7 @@ type trip struct {
 	driverID    string      // assigned driver, or the one holding the open offer
 	pickup      ride.LatLng // the centre of its RiderPointResolution cell (privacy.go)
 	dropoff     ride.LatLng // likewise
-	pickupCell  h3.Cell
+	pickupCell  geo.Cell
 	requestedAt time.Time
 	history     []HistoryEntry
 	dirty       bool
@@ -185,8 +183,8 @@ type Aggregator struct {
 	dirtyD       []*driver
 	dirtyT       []*trip
 
-	cells     map[h3.Cell]int32
-	cellList  []h3.Cell
+	cells     map[geo.Cell]int32
+	cellList  []geo.Cell
 	newCells  []int32
 	pubCounts map[int32][2]int // cell → published [supply, demand]
 	cellsFull bool
@@ -204,7 +202,7 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Aggregator{cfg: cfg, locate: geo.NewCells(cfg.Resolution), drivers: map[string]*driver{}, trips: map[string]*trip{},
-		cells: map[h3.Cell]int32{}, pubCounts: map[int32][2]int{}, ended: map[string]time.Time{}}, nil
+		cells: map[geo.Cell]int32{}, pubCounts: map[int32][2]int{}, ended: map[string]time.Time{}}, nil
 }
 
 // Apply folds one event into the aggregate. Events it does not draw are
@@ -371,7 +369,7 @@ func (a *Aggregator) tripUpdated(p ride.TripUpdated) {
 	t.state, t.version = tr.State, tr.Version
 	if first { // a trip's points never change; snapping them is a cgo call each (privacy.go)
 		t.pickup, t.dropoff = riderPoint(tr.Pickup), riderPoint(tr.Dropoff)
-		t.pickupCell = h3.LatLngToCell(h3.NewLatLng(t.pickup.Lat, t.pickup.Lng), a.cfg.Resolution)
+		t.pickupCell = geo.CellOf(geo.LatLng{Lat: t.pickup.Lat, Lng: t.pickup.Lng}, a.cfg.Resolution)
 	}
 	t.requestedAt = tr.RequestedAt
 	switch {
@@ -450,7 +448,7 @@ func (a *Aggregator) takeDriverSlot() int32 {
 }
 
 // cellIndex numbers a cell for the wire; -1 once MaxCells are known.
-func (a *Aggregator) cellIndex(c h3.Cell) int32 {
+func (a *Aggregator) cellIndex(c geo.Cell) int32 {
 	if i, ok := a.cells[c]; ok {
 		return i
 	}

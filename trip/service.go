@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,15 +58,6 @@ var (
 	})
 )
 
-// rejection is a command that is well-formed but may not be applied.
-type rejection struct{ reason string }
-
-func (r *rejection) Error() string { return r.reason }
-
-func reject(format string, args ...any) error {
-	return &rejection{reason: fmt.Sprintf(format, args...)}
-}
-
 // HandleCommand applies one event from TopicTripCommands and returns the
 // events the transition causes: the trip.updated event and the pushes to
 // both phones. They are stored with the trip first, so a redelivered
@@ -93,7 +83,7 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) ([]ev.Outgoi
 		if snap.applied {
 			return s.replay(snap), nil
 		}
-		c, err := decide(snap.trip, snap.exists, e, cmd)
+		c, err := Decide(snap.trip, snap.exists, Command{Type: e.Type, ID: e.ID, At: e.OccurredAt, TripCommand: cmd})
 		if err == nil && e.Type == ev.TypeRideRequest {
 			c.deadline = e.OccurredAt.Add(s.Deadline)
 		}
@@ -113,14 +103,14 @@ func (s *Service) HandleCommand(ctx context.Context, e ev.Envelope) ([]ev.Outgoi
 		}
 		switch res {
 		case applied:
-			transitionsTotal.WithLabelValues(c.update.Trip.State).Inc()
-			return outputs(c.update), nil
+			transitionsTotal.WithLabelValues(c.Update.Trip.State).Inc()
+			return c.Outputs(), nil
 		case duplicate:
 			continue // the next snapshot finds it applied and replays it
 		case stale:
 			continue
 		case driverBusy:
-			return nil, s.rejected(e, cmd, reject("driver %s is busy with another trip", c.driverID))
+			return nil, s.rejected(e, cmd, reject(CodeConflict, "driver %s is busy with another trip", c.driverID))
 		}
 	}
 	return nil, fmt.Errorf("apply %s to trip %s: still racing after 5 attempts", e.Type, cmd.TripID)
@@ -133,10 +123,10 @@ const ReasonRiderBusy = "rider_busy"
 // refused turns the creation c into the creation of a trip that has already
 // ended (CANCELLED with reason) and touches nothing but the trip itself:
 // not the rider's current trip, not the searching set.
-func refused(c change, reason string) change {
-	t := c.update.Trip
+func refused(c Transition, reason string) Transition {
+	t := c.Update.Trip
 	t.State, t.Reason = ride.StateCancelled, reason
-	c.update.Trip, c.riderOp, c.deadline = t, "-", time.Time{}
+	c.Update.Trip, c.riderOp, c.deadline = t, "-", time.Time{}
 	return c
 }
 
@@ -145,13 +135,13 @@ func refused(c change, reason string) change {
 // ignored; anything else is dead-lettered with the reason, so it is on record
 // and does not block the partition.
 func (s *Service) rejected(e ev.Envelope, cmd ride.TripCommand, err error) error {
-	var r *rejection
+	var r *Rejection
 	if !errors.As(err, &r) {
 		return err
 	}
 	if e.Type == ev.TypeDispatchExpire || e.Type == ev.TypeDispatchOffer || e.Type == ev.TypeDispatchNoDrivers || e.Type == ev.TypeTripDeadline {
 		staleTotal.WithLabelValues(e.Type).Inc()
-		s.log.Debug("stale dispatcher command ignored", "type", e.Type, "trip", cmd.TripID, "reason", r.reason)
+		s.log.Debug("stale dispatcher command ignored", "type", e.Type, "trip", cmd.TripID, "reason", r.Reason)
 		return nil
 	}
 	return ev.Permanent(fmt.Errorf("%s on trip %s: %w", e.Type, cmd.TripID, err))
@@ -175,103 +165,4 @@ func init() {
 	for _, t := range ev.TopicTypes[ev.TopicTripCommands] {
 		commandTypes[t] = struct{}{}
 	}
-}
-
-// decide computes the transition e makes on cur, or a rejection.
-func decide(cur ride.Trip, exists bool, e ev.Envelope, cmd ride.TripCommand) (change, error) {
-	at := e.OccurredAt
-	if e.Type == ev.TypeRideRequest {
-		if exists {
-			return change{}, reject("trip %s already exists", cmd.TripID)
-		}
-		if cmd.UserID == "" || cmd.Pickup == nil || cmd.Dropoff == nil {
-			return change{}, ev.Permanent(fmt.Errorf("ride.request %s lacks rider, pickup or dropoff", e.ID))
-		}
-		t := ride.Trip{TripID: cmd.TripID, State: ride.StateRequested, Version: 1, RiderID: cmd.UserID,
-			Pickup: *cmd.Pickup, Dropoff: *cmd.Dropoff, RequestedAt: at, UpdatedAt: at}
-		return change{eventID: e.ID, update: ride.TripUpdated{Trip: t, Cause: e.Type}, claimOp: "-", riderOp: "set"}, nil
-	}
-	if !exists {
-		return change{}, reject("trip %s does not exist", cmd.TripID)
-	}
-	next, ok := Next(cur.State, e.Type)
-	if !ok {
-		return change{}, reject("%s is illegal in state %s", e.Type, cur.State)
-	}
-	t := cur
-	t.Offered = slices.Clone(cur.Offered)
-	t.State, t.Version, t.UpdatedAt, t.Reason = next, cur.Version+1, at, ""
-	c := change{eventID: e.ID, from: cur.Version, claimOp: "-", riderOp: "-"}
-	upd := ride.TripUpdated{Cause: e.Type}
-
-	switch e.Type {
-	case ev.TypeDispatchOffer:
-		if cmd.DriverID == "" || cmd.OfferID == "" {
-			return change{}, ev.Permanent(fmt.Errorf("dispatch.offer %s lacks driver or offer id", e.ID))
-		}
-		if slices.Contains(cur.Offered, cmd.DriverID) {
-			return change{}, reject("trip %s was already offered to driver %s", cur.TripID, cmd.DriverID)
-		}
-		t.Offer = &ride.Offer{OfferID: cmd.OfferID, DriverID: cmd.DriverID, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
-		t.Offered = append(t.Offered, cmd.DriverID)
-	case ev.TypeOfferAccept, ev.TypeOfferDecline:
-		if cur.Offer == nil || cur.Offer.OfferID != cmd.OfferID {
-			return change{}, reject("offer %s is not open", cmd.OfferID)
-		}
-		if cur.Offer.DriverID != cmd.UserID {
-			return change{}, reject("offer %s is not for %s", cmd.OfferID, cmd.UserID)
-		}
-		upd.EndedOffer, t.Offer = cur.Offer, nil
-		if e.Type == ev.TypeOfferAccept {
-			if at.After(cur.Offer.ExpiresAt) {
-				return change{}, reject("offer %s expired at %s", cmd.OfferID, ev.FormatTime(cur.Offer.ExpiresAt))
-			}
-			t.DriverID = cmd.UserID
-			c.claimOp, c.driverID = "claim", cmd.UserID
-		} else {
-			t.Reason = "offer_declined"
-		}
-	case ev.TypeDispatchExpire:
-		if cur.Offer == nil || cur.Offer.OfferID != cmd.OfferID {
-			return change{}, reject("offer %s is not open", cmd.OfferID)
-		}
-		upd.EndedOffer, t.Offer, t.Reason = cur.Offer, nil, "offer_expired"
-	case ev.TypeDispatchNoDrivers, ev.TypeTripDeadline:
-		upd.EndedOffer, t.Offer, t.Reason = cur.Offer, nil, "no_drivers"
-		c.riderOp = "del"
-	case ev.TypeTripCancel:
-		by := ""
-		switch cmd.UserID {
-		case cur.RiderID:
-			by = "rider"
-		case "":
-		default:
-			if cmd.UserID == cur.DriverID {
-				by = "driver"
-			}
-		}
-		if by == "" {
-			return change{}, reject("%s is not the rider or driver of trip %s", cmd.UserID, cur.TripID)
-		}
-		t.Reason = "cancelled_by_" + by
-		if cmd.Reason != "" {
-			t.Reason += ": " + cmd.Reason
-		}
-		upd.EndedOffer, t.Offer = cur.Offer, nil
-		c.riderOp = "del"
-		if cur.DriverID != "" {
-			c.claimOp, c.driverID = "release", cur.DriverID
-		}
-	case ev.TypeTripArrive, ev.TypeTripStart, ev.TypeTripComplete:
-		if cmd.UserID != cur.DriverID {
-			return change{}, reject("%s is not the driver of trip %s", cmd.UserID, cur.TripID)
-		}
-		if e.Type == ev.TypeTripComplete {
-			c.riderOp = "del"
-			c.claimOp, c.driverID = "release", cur.DriverID
-		}
-	}
-	upd.Trip = t
-	c.update = upd
-	return c, nil
 }

@@ -194,12 +194,6 @@ func (s *Store) Ended(ctx context.Context, ids []string) (map[string]bool, error
 	return ended, nil
 }
 
-// Legal reports whether command is a transition out of state.
-func (s *Store) Legal(state, command string) bool {
-	_, ok := Next(state, command)
-	return ok
-}
-
 // CurrentTrip returns the user's active trip: as rider, the one they
 // requested; as driver, the one they accepted.
 func (s *Store) CurrentTrip(ctx context.Context, userID, role string) (ride.Trip, bool, error) {
@@ -263,19 +257,6 @@ func (s *Store) DriverClaims(ctx context.Context, driverIDs []string) (map[strin
 	return claims, nil
 }
 
-// change is one transition ready to store.
-type change struct {
-	eventID  string
-	from     int64 // the version it was computed from; 0 creates the trip
-	update   ride.TripUpdated
-	claimOp  string // claim|release|-
-	driverID string
-	riderOp  string // set|del|-
-	// deadline, when set on creation, is when tripstate ends the search
-	// itself; the trip leaves the searching set once it is accepted or ends.
-	deadline time.Time
-}
-
 // result of an apply.
 type applyResult int
 
@@ -288,9 +269,9 @@ const (
 )
 
 // apply stores c atomically; see applyScript.
-func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
-	t := c.update.Trip
-	tripJSON, updJSON, err := encodeHash(c.update)
+func (s *Store) apply(ctx context.Context, c Transition) (applyResult, error) {
+	t := c.Update.Trip
+	tripJSON, updJSON, err := encodeHash(c.Update)
 	if err != nil {
 		return 0, err
 	}
@@ -314,7 +295,7 @@ func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 		c.from, t.Version, tripJSON, updJSON, t.TripID, c.claimOp, claimVal, c.riderOp,
 		int64(eventMemory/time.Second), ttl, searchOp, c.deadline.UnixMilli()).StringSlice()
 	if err != nil {
-		return 0, fmt.Errorf("apply %s to trip %s: %w", c.update.Cause, t.TripID, err)
+		return 0, fmt.Errorf("apply %s to trip %s: %w", c.Update.Cause, t.TripID, err)
 	}
 	switch res[0] {
 	case "ok":
@@ -328,7 +309,7 @@ func (s *Store) apply(ctx context.Context, c change) (applyResult, error) {
 	case "rider_busy":
 		return riderBusy, nil
 	}
-	return 0, fmt.Errorf("apply %s to trip %s: unexpected script answer %v", c.update.Cause, t.TripID, res)
+	return 0, fmt.Errorf("apply %s to trip %s: unexpected script answer %v", c.Update.Cause, t.TripID, res)
 }
 
 // overdue returns up to n trips whose own deadline has passed.

@@ -1,8 +1,10 @@
 // Package dispatchsim replays a generated day of demand and supply through
 // the real matching code (dispatch.Dispatcher) and measures how good the
 // matches were: match rate, pickup distance, rider wait. It stands in for
-// tripstate and the phones with a discrete-event loop on a simulated clock,
-// so a run is deterministic (same scenario and seed, same result), takes no
+// tripstate and the phones with a discrete-event loop on a simulated clock
+// (its trips move only by trip.Decide, tripstate's own rules, so an accept
+// after the offer expired is refused here as it is there), so a run is
+// deterministic (same scenario and seed, same result), takes no
 // wall-clock time and touches no network. It exists to compare matching
 // policies, which needs thousands of rides under the same conditions.
 package dispatchsim
@@ -10,6 +12,7 @@ package dispatchsim
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +25,7 @@ import (
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/ride"
+	"github.com/hexride/hexride/trip"
 )
 
 // Scenario is one generated day. Scale multiplies the fleet and the demand
@@ -124,8 +128,11 @@ type driverState struct {
 	offer    string // trip with an open offer
 }
 
+// tripState is one trip as tripstate would store it, moved only by
+// trip.Decide.
 type tripState struct {
 	t        ride.Trip
+	exists   bool
 	pickupM  float64
 	accepted time.Time
 }
@@ -307,23 +314,46 @@ func (s *sim) scheduleRequests() {
 }
 
 func (s *sim) request(id string, pickup, dropoff geo.LatLng, cancelAfter time.Duration) {
-	tr := &tripState{t: ride.Trip{TripID: id, State: ride.StateRequested, Version: 1, RiderID: "r-" + id,
-		Pickup: ride.LatLng{Lat: pickup.Lat, Lng: pickup.Lng}, Dropoff: ride.LatLng{Lat: dropoff.Lat, Lng: dropoff.Lng},
-		RequestedAt: s.now, UpdatedAt: s.now}}
+	tr := &tripState{}
+	u, ok := s.decide(tr, ev.TypeRideRequest, "req-"+id, ride.TripCommand{TripID: id, UserID: "r-" + id, Role: "rider",
+		Pickup: &ride.LatLng{Lat: pickup.Lat, Lng: pickup.Lng}, Dropoff: &ride.LatLng{Lat: dropoff.Lat, Lng: dropoff.Lng}})
+	if !ok {
+		return
+	}
 	s.trips[id] = tr
 	s.order = append(s.order, id)
-	s.publishTrip(tr, nil)
+	s.publishTrip(u)
 	if cancelAfter >= 0 {
 		s.at(s.now.Add(cancelAfter), func() { s.riderCancels(tr) })
 	}
 }
 
+// decide is tripstate applying one command to tr: trip.Decide, the same
+// rules, on the simulated clock. It reports false if tripstate would refuse
+// the command (a dispatcher command the trip has moved past, an answer to an
+// offer that closed meanwhile); a malformed command is a violation too.
+func (s *sim) decide(tr *tripState, typ, id string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
+	x, err := trip.Decide(tr.t, tr.exists, trip.Command{Type: typ, ID: id, At: s.now, TripCommand: cmd})
+	if err != nil {
+		var r *trip.Rejection
+		if !errors.As(err, &r) {
+			s.violate("%s on trip %s: %v", typ, cmd.TripID, err)
+		}
+		return ride.TripUpdated{}, false
+	}
+	tr.t, tr.exists = x.Update.Trip, true
+	return x.Update, true
+}
+
+// phoneCommand is a command from the rider's or driver's phone.
+func (s *sim) phoneCommand(tr *tripState, typ, user string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
+	cmd.TripID, cmd.UserID = tr.t.TripID, user
+	return s.decide(tr, typ, fmt.Sprintf("%s-%s-v%d", typ, tr.t.TripID, tr.t.Version), cmd)
+}
+
 // publishTrip is tripstate's trip.updated, delivered to the dispatcher.
-func (s *sim) publishTrip(tr *tripState, ended *ride.Offer) {
-	tr.t.UpdatedAt = s.now
-	t := tr.t
-	t.Offered = slices.Clone(t.Offered)
-	e, err := ev.New(ev.TypeTripUpdated, t.TripID, s.now, ride.TripUpdated{Trip: t, EndedOffer: ended})
+func (s *sim) publishTrip(u ride.TripUpdated) {
+	e, err := ev.New(ev.TypeTripUpdated, u.Trip.TripID, s.now, u)
 	if err != nil {
 		panic(err)
 	}
@@ -364,15 +394,17 @@ func (s *sim) apply(e ev.Envelope) {
 		case slices.Contains(tr.t.Offered, d.id):
 			s.violate("driver %s offered %s a second time", d.id, tr.t.TripID)
 		}
-		if tr.t.State != ride.StateRequested || d == nil {
+		if d == nil {
+			return
+		}
+		u, ok := s.decide(tr, e.Type, e.ID, cmd)
+		if !ok {
 			return // tripstate rejects it; the dispatcher learns from the trip
 		}
 		s.offers++
-		o := &ride.Offer{OfferID: cmd.OfferID, DriverID: d.id, PickupDistanceM: cmd.PickupDistanceM, ExpiresAt: cmd.ExpiresAt}
-		tr.t.State, tr.t.Offer, tr.t.Version = ride.StateOffered, o, tr.t.Version+1
-		tr.t.Offered = append(tr.t.Offered, d.id)
+		o := *u.Trip.Offer
 		d.offer = tr.t.TripID
-		s.publishTrip(tr, nil)
+		s.publishTrip(u)
 		think := time.Duration(s.rng.ExpFloat64() * float64(thinkMean))
 		switch x := s.rng.Float64(); {
 		case x < s.sc.AcceptProb:
@@ -383,35 +415,28 @@ func (s *sim) apply(e ev.Envelope) {
 			s.at(s.now.Add(think), func() { s.driverAnswers(tr, d, o, false) })
 		}
 	case ev.TypeDispatchExpire:
-		if tr.t.State == ride.StateOffered && tr.t.Offer.OfferID == cmd.OfferID {
+		if u, ok := s.decide(tr, e.Type, e.ID, cmd); ok {
 			s.expiries++
-			s.reopen(tr)
+			s.drivers[u.EndedOffer.DriverID].offer = ""
+			s.publishTrip(u)
 		}
 	case ev.TypeDispatchNoDrivers:
-		if tr.t.State == ride.StateRequested || tr.t.State == ride.StateOffered {
-			s.end_(tr, ride.StateNoDrivers)
+		if u, ok := s.decide(tr, e.Type, e.ID, cmd); ok {
+			s.endSearch(u)
 		}
 	default:
 		s.violate("unexpected command %s", e.Type)
 	}
 }
 
-// reopen returns an offered trip to REQUESTED (decline or expiry).
-func (s *sim) reopen(tr *tripState) {
-	o := tr.t.Offer
-	s.drivers[o.DriverID].offer = ""
-	tr.t.State, tr.t.Offer, tr.t.Version = ride.StateRequested, nil, tr.t.Version+1
-	s.publishTrip(tr, o)
-}
-
-// end_ ends a trip that has no driver yet.
-func (s *sim) end_(tr *tripState, state string) {
-	o := tr.t.Offer
+// endSearch publishes u, which ended a trip that had no driver yet, and
+// frees the driver whose offer it closed.
+func (s *sim) endSearch(u ride.TripUpdated) {
+	o := u.EndedOffer
 	if o != nil {
 		s.drivers[o.DriverID].offer = ""
 	}
-	tr.t.State, tr.t.Offer, tr.t.Version = state, nil, tr.t.Version+1
-	s.publishTrip(tr, o)
+	s.publishTrip(u)
 	if o != nil {
 		s.shiftOverIfDue(s.drivers[o.DriverID])
 	}
@@ -423,34 +448,56 @@ func (s *sim) shiftOverIfDue(d *driverState) {
 	}
 }
 
+// riderCancels: a rider who gives up does so before a driver accepts.
 func (s *sim) riderCancels(tr *tripState) {
-	if tr.t.State == ride.StateRequested || tr.t.State == ride.StateOffered {
-		s.end_(tr, ride.StateCancelled)
+	if tr.t.State != ride.StateRequested && tr.t.State != ride.StateOffered {
+		return
+	}
+	if u, ok := s.phoneCommand(tr, ev.TypeTripCancel, tr.t.RiderID, ride.TripCommand{Reason: "waited too long"}); ok {
+		s.endSearch(u)
 	}
 }
 
-func (s *sim) driverAnswers(tr *tripState, d *driverState, o *ride.Offer, accept bool) {
-	if tr.t.State != ride.StateOffered || tr.t.Offer.OfferID != o.OfferID {
+func (s *sim) driverAnswers(tr *tripState, d *driverState, o ride.Offer, accept bool) {
+	typ := ev.TypeOfferDecline
+	if accept {
+		typ = ev.TypeOfferAccept
+	}
+	u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{OfferID: o.OfferID})
+	if !ok {
 		return // too late: expired, cancelled or given up
 	}
 	if !accept {
 		s.declines++
-		s.reopen(tr)
+		d.offer = ""
+		s.publishTrip(u)
 		s.shiftOverIfDue(d)
 		return
 	}
 	d.offer, d.trip = "", tr.t.TripID
-	tr.t.State, tr.t.Offer, tr.t.DriverID, tr.t.Version = ride.StateAccepted, nil, d.id, tr.t.Version+1
 	tr.pickupM, tr.accepted = o.PickupDistanceM, s.now
-	s.publishTrip(tr, o)
+	s.publishTrip(u)
 	eta := s.cfg.ETA
 	pickup := geo.LatLng{Lat: tr.t.Pickup.Lat, Lng: tr.t.Pickup.Lng}
 	dropoff := geo.LatLng{Lat: tr.t.Dropoff.Lat, Lng: tr.t.Dropoff.Lng}
-	done := s.now.Add(eta.Pickup(o.PickupDistanceM) + boarding + eta.Pickup(geo.DistanceM(pickup, dropoff)))
+	arrive := s.now.Add(eta.Pickup(o.PickupDistanceM))
+	start := arrive.Add(boarding)
+	done := start.Add(eta.Pickup(geo.DistanceM(pickup, dropoff)))
+	drive := func(typ string) {
+		u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{})
+		if !ok {
+			s.violate("%s by %s refused on trip %s in %s", typ, d.id, tr.t.TripID, tr.t.State)
+			return
+		}
+		if typ == ev.TypeTripComplete {
+			d.trip, d.pos = "", dropoff
+		}
+		s.publishTrip(u)
+	}
+	s.at(arrive, func() { drive(ev.TypeTripArrive) })
+	s.at(start, func() { drive(ev.TypeTripStart) })
 	s.at(done, func() {
-		d.trip, d.pos = "", dropoff
-		tr.t.State, tr.t.Version = ride.StateCompleted, tr.t.Version+1
-		s.publishTrip(tr, nil)
+		drive(ev.TypeTripComplete)
 		s.driverEvent(ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
 		s.shiftOverIfDue(d)
 	})
@@ -469,7 +516,7 @@ func (s *sim) result() Result {
 		tr := s.trips[id]
 		r.Requests++
 		switch tr.t.State {
-		case ride.StateCompleted, ride.StateAccepted:
+		case ride.StateCompleted, ride.StateAccepted, ride.StateArrived, ride.StateInProgress:
 			r.Accepted++
 			pickups = append(pickups, tr.pickupM)
 			waits = append(waits, tr.accepted.Sub(tr.t.RequestedAt)+eta.Pickup(tr.pickupM))
