@@ -32,6 +32,11 @@ func Main(ctx context.Context, svc Service, args []string, getenv func(string) s
 		}
 		return err
 	}
+	// Production never draws a secret of its own: each replica would draw
+	// another, and none would accept the others' tokens.
+	if err := cfg.validateTokenSource(true); err != nil {
+		return err
+	}
 	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel).With("service", svc.Name), Options{Services: []string{svc.Name}})
 }
@@ -68,7 +73,8 @@ func Settings() []conf.Setting {
 
 // MintToken implements `hexride token`: it prints a token signed with
 // HEXRIDE_JWT_SECRET, or else with the development secret the running
-// platform drew at its start (HEXRIDE_DEV_SECRET_FILE).
+// platform drew at its start (HEXRIDE_DEV_SECRET_FILE). With a public key
+// or JWKS configured it refuses: those tokens are the identity provider's.
 func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hexride token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -86,6 +92,12 @@ func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	cfg.Flags(s, "127.0.0.1:8080", true)
 	if err := s.Parse(nil); err != nil {
 		return err
+	}
+	if err := cfg.validateTokenSource(false); err != nil && len(cfg.tokenSources()) > 1 {
+		return err
+	}
+	if cfg.JWTPublicKey != "" || cfg.JWTJWKS != "" {
+		return fmt.Errorf("mint token: %w", gateway.ErrCannotMint)
 	}
 	secret := cfg.JWTSecret
 	if secret == "" {
