@@ -23,6 +23,7 @@ const demoMaxSpeedKMH = 2000
 // Config is every setting of every service.
 type Config struct {
 	Addr            string
+	AdminAddr       string
 	KafkaBrokers    string
 	KafkaPartitions int
 	KafkaLinger     time.Duration
@@ -49,10 +50,17 @@ type Config struct {
 	DemoCity        bool
 }
 
-// Flags registers every setting on s. defAddr and devAuth differ between the
-// one-process demo and the standalone services.
-func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
-	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, "HTTP listen address (WebSocket, health, metrics)")
+// Flags registers every setting on s. defAddr, defAdminAddr and devAuth
+// differ between the one-process demo and the standalone services.
+func (c *Config) Flags(s *conf.Set, defAddr, defAdminAddr string, devAuth bool) {
+	addrUse := "HTTP listen address for phones and probes (WebSocket, live map, /healthz, /readyz)"
+	adminUse := "admin HTTP listen address (/metrics, /debug/pprof/), never the phones' one: keep it private (loopback or an internal network)"
+	if devAuth {
+		addrUse = "HTTP listen address (WebSocket, live map, /healthz, /readyz and, in this development run, /metrics)"
+		adminUse += "; empty serves none (this development run has /metrics on its main address)"
+	}
+	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, addrUse)
+	s.String(&c.AdminAddr, "admin-addr", "HEXRIDE_ADMIN_ADDR", defAdminAddr, adminUse)
 	s.String(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty runs an embedded broker (hexride only)")
 	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 4, "partitions of each topic hexride creates: the most replicas of one service that share its work")
 	s.Duration(&c.KafkaLinger, "kafka-linger", "KAFKA_LINGER", 0, "how long a batch of trip commands, trip events or pushes waits for company before it is sent; 0 sends at once")
@@ -89,6 +97,15 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("HEXRIDE_ADDR=%q: want host:port: %w", c.Addr, err)
+	}
+	if c.AdminAddr != "" {
+		_, port, err := net.SplitHostPort(c.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("HEXRIDE_ADMIN_ADDR=%q: want host:port: %w", c.AdminAddr, err)
+		}
+		if _, mainPort, _ := net.SplitHostPort(c.Addr); port != "0" && port == mainPort {
+			return fmt.Errorf("HEXRIDE_ADMIN_ADDR=%q: the same port as HEXRIDE_ADDR=%q; the admin listener must be another, private one", c.AdminAddr, c.Addr)
+		}
 	}
 	switch {
 	case c.KafkaPartitions < 1 || c.KafkaPartitions > 1024:

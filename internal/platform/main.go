@@ -16,6 +16,9 @@ import (
 type Service struct {
 	Name        string
 	DefaultAddr string
+	// DefaultAdminAddr is where /metrics and /debug/pprof/ are served
+	// unless HEXRIDE_ADMIN_ADDR says otherwise: a loopback port of its own.
+	DefaultAdminAddr string
 }
 
 // Main parses args and the environment for one standalone service and runs
@@ -25,7 +28,7 @@ func Main(ctx context.Context, svc Service, args []string, getenv func(string) s
 	var cfg Config
 	s := conf.New(svc.Name, getenv)
 	s.FS.SetOutput(stderr)
-	cfg.Flags(s, svc.DefaultAddr, false)
+	cfg.Flags(s, svc.DefaultAddr, svc.DefaultAdminAddr, false)
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -48,7 +51,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 	var cfg Config
 	s := conf.New("hexride", getenv)
 	s.FS.SetOutput(stderr)
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -59,6 +62,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 		return fmt.Errorf("unexpected argument %q: the commands are token, loadtest, history, replay and broker, and every setting is a flag (see -h)", s.FS.Arg(0))
 	}
 	opt.Embedded = true
+	opt.MetricsOnAddr = true
 	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel), opt)
 }
@@ -67,7 +71,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 func Settings() []conf.Setting {
 	var cfg Config
 	s := conf.New("hexride", func(string) string { return "" })
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	return s.Settings
 }
 
@@ -89,7 +93,7 @@ func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	var cfg Config
 	s := conf.New("hexride", getenv)
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	if err := s.Parse(nil); err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func configFrom(t *testing.T, devAuth bool, env map[string]string) Config {
 	t.Helper()
 	var cfg Config
 	s := conf.New("test", func(k string) string { return env[k] })
-	cfg.Flags(s, "127.0.0.1:0", devAuth)
+	cfg.Flags(s, "127.0.0.1:0", "", devAuth)
 	if err := s.Parse(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func startPlatform(t *testing.T) string {
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, OnReady: func(r *platform.Running) { ready <- r }})
+		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, MetricsOnAddr: true, OnReady: func(r *platform.Running) { ready <- r }})
 	}()
 	var run *platform.Running
 	select {
