@@ -20,11 +20,24 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// Tokens mints and verifies HS256 tokens with one shared secret.
+// Tokens verifies tokens: HS256 with one shared secret (which also mints
+// them), or RS256 / ES256 with public keys, one from a PEM file or several
+// by kid from a JSON Web Key Set, whose private halves are the identity
+// provider's. The algorithm is pinned by the configuration, never taken
+// from the token.
 type Tokens struct {
 	secret []byte
+	// single is the one public key of a PEM file; keys, by kid, those of a
+	// JWKS. With either, nothing is minted.
+	single *verifyKey
+	keys   map[string]verifyKey
 	rules  TokenRules
 }
+
+// ErrCannotMint is Mint's answer when tokens are verified with public keys:
+// their private keys are the identity provider's.
+var ErrCannotMint = errors.New("tokens are verified with a public key (HEXRIDE_JWT_PUBLIC_KEY_FILE or HEXRIDE_JWT_JWKS_FILE): " +
+	"hexride cannot mint them; get one from the identity provider that holds the private key, or use HEXRIDE_JWT_SECRET (HS256) for development")
 
 // TokenRules are what a token must satisfy beyond its signature: a token
 // that lives for a hundred years, or was issued a day from now, is refused
@@ -67,10 +80,73 @@ func NewTokensWith(secret string, rules TokenRules) (*Tokens, error) {
 	return &Tokens{secret: []byte(secret), rules: rules.withDefaults()}, nil
 }
 
+// NewTokensFromPublicKeyPEM returns an authority that verifies RS256
+// tokens with an RSA public key (at least 2048 bits) or ES256 tokens with an
+// EC P-256 one, given in PEM; it mints nothing.
+func NewTokensFromPublicKeyPEM(pemData []byte, rules TokenRules) (*Tokens, error) {
+	k, err := parsePublicKeyPEM(pemData)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{single: &k, rules: rules.withDefaults()}, nil
+}
+
+// NewTokensFromJWKS returns an authority that verifies each token with the
+// key of a JSON Web Key Set (RFC 7517) named by its kid header: RS256 for
+// an RSA key, ES256 for an EC P-256 key. It mints nothing.
+func NewTokensFromJWKS(jwksData []byte, rules TokenRules) (*Tokens, error) {
+	keys, err := parseJWKS(jwksData)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{keys: keys, rules: rules.withDefaults()}, nil
+}
+
+// CanMint says whether Mint can sign tokens (HS256 with a secret only).
+func (t *Tokens) CanMint() bool { return t.secret != nil }
+
+// methods are the algorithms a token may name, and key finds the key that
+// verifies one, checking that its algorithm is the key's own.
+func (t *Tokens) methods() []string {
+	switch {
+	case t.single != nil:
+		return []string{t.single.alg}
+	case t.keys != nil:
+		return []string{"RS256", "ES256"}
+	}
+	return []string{"HS256"}
+}
+
+func (t *Tokens) key(tok *jwt.Token) (any, error) {
+	var k verifyKey
+	switch {
+	case t.single != nil:
+		k = *t.single
+	case t.keys != nil:
+		kid, _ := tok.Header["kid"].(string)
+		var ok bool
+		if k, ok = t.keys[kid]; !ok {
+			return nil, fmt.Errorf("no key with kid %q", kid)
+		}
+	default:
+		if tok.Method.Alg() != "HS256" {
+			return nil, fmt.Errorf("alg %s, want HS256", tok.Method.Alg())
+		}
+		return t.secret, nil
+	}
+	if tok.Method.Alg() != k.alg {
+		return nil, fmt.Errorf("alg %s with a key for %s", tok.Method.Alg(), k.alg)
+	}
+	return k.key, nil
+}
+
 func validRole(r string) bool { return r == RoleDriver || r == RoleRider || r == RoleViewer }
 
 // Mint signs a token for sub in role, valid for ttl.
 func (t *Tokens) Mint(sub, role string, ttl time.Duration) (string, error) {
+	if !t.CanMint() {
+		return "", ErrCannotMint
+	}
 	if sub == "" || len(sub) > MaxIDBytes {
 		return "", fmt.Errorf("sub must be 1 to %d bytes", MaxIDBytes)
 	}
@@ -94,12 +170,13 @@ func (t *Tokens) Mint(sub, role string, ttl time.Duration) (string, error) {
 	return s, nil
 }
 
-// Verify checks signature and algorithm (HS256 only), exp (required),
+// Verify checks signature and algorithm (HS256 with a secret; RS256 or
+// ES256, the key's own, with public keys), exp (required),
 // nbf and iat (not in the future beyond the leeway), the lifetime (at most
 // MaxTTL), iss and aud when the rules name them, subject and role.
 func (t *Tokens) Verify(s string) (Claims, error) {
 	var c Claims
-	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
+	opts := []jwt.ParserOption{jwt.WithValidMethods(t.methods()), jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(), jwt.WithLeeway(t.rules.Leeway)}
 	if t.rules.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(t.rules.Issuer))
@@ -107,7 +184,7 @@ func (t *Tokens) Verify(s string) (Claims, error) {
 	if t.rules.Audience != "" {
 		opts = append(opts, jwt.WithAudience(t.rules.Audience))
 	}
-	_, err := jwt.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.secret, nil }, opts...)
+	_, err := jwt.ParseWithClaims(s, &c, t.key, opts...)
 	if err != nil {
 		return Claims{}, fmt.Errorf("invalid token: %w", err)
 	}
@@ -168,6 +245,10 @@ func (s *Server) devTokenHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := s.tokens.Mint(req.Sub, req.Role, s.cfg.DevTokenTTL)
+	if errors.Is(err, ErrCannotMint) {
+		writeJSON(w, http.StatusNotImplemented, httpError{"cannot_mint", err.Error()})
+		return
+	}
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, httpError{CodeBadRequest, err.Error()})
 		return

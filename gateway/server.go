@@ -19,7 +19,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -145,7 +144,8 @@ func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.
 // Handle adds a handler (the live map, say) to the gateway's mux.
 func (s *Server) Handle(pattern string, h http.Handler) { s.extra[pattern] = h }
 
-// Handler serves the WebSocket endpoint, dev tokens, health and metrics.
+// Handler serves the WebSocket endpoint, dev tokens and health. Metrics are
+// not the phones' business: the platform serves them on its admin listener.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
@@ -166,7 +166,6 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
 	for p, h := range s.extra {
 		mux.Handle(p, h)
 	}

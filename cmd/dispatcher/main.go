@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	svc := platform.Service{Name: "dispatcher", DefaultAddr: "127.0.0.1:8081"}
+	svc := platform.Service{Name: "dispatcher", DefaultAddr: "127.0.0.1:8081", DefaultAdminAddr: "127.0.0.1:9081"}
 	if err := platform.Main(ctx, svc, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "dispatcher:", err)
 		os.Exit(1)

@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	svc := platform.Service{Name: "gateway", DefaultAddr: "127.0.0.1:8080"}
+	svc := platform.Service{Name: "gateway", DefaultAddr: "127.0.0.1:8080", DefaultAdminAddr: "127.0.0.1:9080"}
 	if err := platform.Main(ctx, svc, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)

@@ -99,9 +99,12 @@ hexride is running on http://%[1]s
   WebSocket:  ws://%[1]s/v1/ws?token=<token>   (protocol: asyncapi.yaml)
   Get a token: curl -s -X POST http://%[1]s/v1/dev/token -d '{"role":"rider","sub":"r-1"}'
           or:  go run ./cmd/hexride token -role driver -sub d-1
-  Health:     http://%[1]s/healthz   Metrics: http://%[1]s/metrics
-Press Ctrl-C to stop.
+  Health:     http://%[1]s/healthz   Metrics: http://%[1]s/metrics   (development only: the standalone services serve them on HEXRIDE_ADMIN_ADDR)
 `, r.Addr, mapURL)
+		if r.AdminAddr != "" {
+			fmt.Fprintf(stdout, "  Admin:      http://%[1]s/metrics   Profiles: http://%[1]s/debug/pprof/\n", r.AdminAddr)
+		}
+		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	}})
 }
 

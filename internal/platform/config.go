@@ -5,9 +5,10 @@
 package platform
 
 import (
-	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
@@ -22,6 +23,7 @@ const demoMaxSpeedKMH = 2000
 // Config is every setting of every service.
 type Config struct {
 	Addr            string
+	AdminAddr       string
 	KafkaBrokers    string
 	KafkaPartitions int
 	KafkaLinger     time.Duration
@@ -35,6 +37,8 @@ type Config struct {
 	DispatchPolicy  string
 	BatchWindow     time.Duration
 	JWTSecret       string
+	JWTPublicKey    string // file
+	JWTJWKS         string // file
 	JWTMaxTTL       time.Duration
 	JWTIssuer       string
 	JWTAudience     string
@@ -46,10 +50,17 @@ type Config struct {
 	DemoCity        bool
 }
 
-// Flags registers every setting on s. defAddr and devAuth differ between the
-// one-process demo and the standalone services.
-func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
-	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, "HTTP listen address (WebSocket, health, metrics)")
+// Flags registers every setting on s. defAddr, defAdminAddr and devAuth
+// differ between the one-process demo and the standalone services.
+func (c *Config) Flags(s *conf.Set, defAddr, defAdminAddr string, devAuth bool) {
+	addrUse := "HTTP listen address for phones and probes (WebSocket, live map, /healthz, /readyz)"
+	adminUse := "admin HTTP listen address (/metrics, /debug/pprof/), never the phones' one: keep it private (loopback or an internal network)"
+	if devAuth {
+		addrUse = "HTTP listen address (WebSocket, live map, /healthz, /readyz and, in this development run, /metrics)"
+		adminUse += "; empty serves none (this development run has /metrics on its main address)"
+	}
+	s.String(&c.Addr, "addr", "HEXRIDE_ADDR", defAddr, addrUse)
+	s.String(&c.AdminAddr, "admin-addr", "HEXRIDE_ADMIN_ADDR", defAdminAddr, adminUse)
 	s.String(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty runs an embedded broker (hexride only)")
 	s.Int(&c.KafkaPartitions, "kafka-partitions", "KAFKA_PARTITIONS", 4, "partitions of each topic hexride creates: the most replicas of one service that share its work")
 	s.Duration(&c.KafkaLinger, "kafka-linger", "KAFKA_LINGER", 0, "how long a batch of trip commands, trip events or pushes waits for company before it is sent; 0 sends at once")
@@ -62,7 +73,9 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 	s.Int(&c.MaxPickupM, "max-pickup-m", "HEXRIDE_MAX_PICKUP_M", 5000, "farthest a driver may be from the pickup, in metres")
 	s.String(&c.DispatchPolicy, "dispatch-policy", "HEXRIDE_DISPATCH_POLICY", "greedy", "greedy (offer each request at once) or batch (assign a window of requests at least total pickup time)")
 	s.Duration(&c.BatchWindow, "batch-window", "HEXRIDE_BATCH_WINDOW", 2*time.Second, "how long the batch policy collects requests")
-	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; required unless development auth is on")
+	s.String(&c.JWTSecret, "jwt-secret", "HEXRIDE_JWT_SECRET", "", "HS256 secret for tokens; exactly one of it, -jwt-public-key-file and -jwt-jwks-file is required unless development auth is on")
+	s.String(&c.JWTPublicKey, "jwt-public-key-file", "HEXRIDE_JWT_PUBLIC_KEY_FILE", "", "PEM file of the RSA (RS256) or EC P-256 (ES256) public key tokens are verified with; hexride then mints none")
+	s.String(&c.JWTJWKS, "jwt-jwks-file", "HEXRIDE_JWT_JWKS_FILE", "", "JSON Web Key Set file (RSA and EC P-256 keys) tokens are verified with, each by its kid; hexride then mints none")
 	s.Duration(&c.JWTMaxTTL, "jwt-max-ttl", "HEXRIDE_JWT_MAX_TTL", gateway.DefaultTokenMaxTTL, "longest a token may live, from iat to exp; a socket is closed when its token expires")
 	s.String(&c.JWTIssuer, "jwt-issuer", "HEXRIDE_JWT_ISSUER", "", "if set, tokens must carry this iss")
 	s.String(&c.JWTAudience, "jwt-audience", "HEXRIDE_JWT_AUDIENCE", "", "if set, tokens must carry this aud")
@@ -84,6 +97,15 @@ func (c *Config) Flags(s *conf.Set, defAddr string, devAuth bool) {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("HEXRIDE_ADDR=%q: want host:port: %w", c.Addr, err)
+	}
+	if c.AdminAddr != "" {
+		_, port, err := net.SplitHostPort(c.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("HEXRIDE_ADMIN_ADDR=%q: want host:port: %w", c.AdminAddr, err)
+		}
+		if _, mainPort, _ := net.SplitHostPort(c.Addr); port != "0" && port == mainPort {
+			return fmt.Errorf("HEXRIDE_ADMIN_ADDR=%q: the same port as HEXRIDE_ADDR=%q; the admin listener must be another, private one", c.AdminAddr, c.Addr)
+		}
 	}
 	switch {
 	case c.KafkaPartitions < 1 || c.KafkaPartitions > 1024:
@@ -108,8 +130,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_MAX_SPEED_KMH=%d: want 1 to 100000 (0 takes the gateway's default, %d)", c.MaxSpeedKMH, gateway.DefaultMaxSpeedKMH)
 	case c.JWTMaxTTL < 0 || c.JWTMaxTTL > 30*24*time.Hour:
 		return fmt.Errorf("HEXRIDE_JWT_MAX_TTL=%s: want up to 720h (0 takes the default, %s)", c.JWTMaxTTL, gateway.DefaultTokenMaxTTL)
-	case c.JWTSecret == "" && !c.DevAuth:
-		return errors.New("HEXRIDE_JWT_SECRET is required when HEXRIDE_DEV_AUTH is off")
+	}
+	if err := c.validateTokenSource(false); err != nil {
+		return err
 	}
 	// Empty means the dispatcher's default (greedy), for configs built in code.
 	if c.DispatchPolicy != "" {
@@ -125,11 +148,68 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Tokens builds the token authority: with the configured secret, or, when
+// tokenSources names the token settings that are set.
+func (c *Config) tokenSources() []string {
+	var set []string
+	for _, s := range []struct{ env, v string }{{"HEXRIDE_JWT_SECRET", c.JWTSecret},
+		{"HEXRIDE_JWT_PUBLIC_KEY_FILE", c.JWTPublicKey}, {"HEXRIDE_JWT_JWKS_FILE", c.JWTJWKS}} {
+		if s.v != "" {
+			set = append(set, s.env)
+		}
+	}
+	return set
+}
+
+// tokenSourceHelp says which token settings there are.
+const tokenSourceHelp = "set exactly one of HEXRIDE_JWT_SECRET (HS256), HEXRIDE_JWT_PUBLIC_KEY_FILE (RS256 or ES256, a PEM public key) and HEXRIDE_JWT_JWKS_FILE (RS256 and ES256, a JSON Web Key Set)"
+
+// validateTokenSource checks that at most one way of verifying tokens is
+// set, and exactly one when production is true or development auth is
+// off; and that development auth, which mints HS256 tokens, is not asked
+// for with public keys.
+func (c *Config) validateTokenSource(production bool) error {
+	set := c.tokenSources()
+	switch {
+	case len(set) > 1:
+		return fmt.Errorf("%s are all set: %s", strings.Join(set, " and "), tokenSourceHelp)
+	case len(set) == 0 && production:
+		return fmt.Errorf("a standalone service needs a token setting: %s", tokenSourceHelp)
+	case len(set) == 0 && !c.DevAuth:
+		return fmt.Errorf("a token setting is required when HEXRIDE_DEV_AUTH is off: %s", tokenSourceHelp)
+	case len(set) == 1 && set[0] != "HEXRIDE_JWT_SECRET" && c.DevAuth:
+		return fmt.Errorf("HEXRIDE_DEV_AUTH mints HS256 tokens, which %s cannot verify: set HEXRIDE_DEV_AUTH=false (tokens then come from the identity provider)", set[0])
+	}
+	return nil
+}
+
+// Tokens builds the token authority: with the configured public key or
+// JWKS file, with the configured secret, or, when
 // development auth is on without one, a secret drawn now and kept in
 // DevSecretFile for `hexride token` (the commands set it to the user's cache
 // directory when it is empty; a Config built in code keeps no file).
 func (c *Config) Tokens() (*gateway.Tokens, error) {
+	switch {
+	case c.JWTPublicKey != "":
+		b, err := os.ReadFile(c.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("HEXRIDE_JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		t, err := gateway.NewTokensFromPublicKeyPEM(b, c.tokenRules())
+		if err != nil {
+			return nil, fmt.Errorf("HEXRIDE_JWT_PUBLIC_KEY_FILE=%s: %w", c.JWTPublicKey, err)
+		}
+		return t, nil
+	case c.JWTJWKS != "":
+		b, err := os.ReadFile(c.JWTJWKS)
+		if err != nil {
+			return nil, fmt.Errorf("HEXRIDE_JWT_JWKS_FILE: %w", err)
+		}
+		t, err := gateway.NewTokensFromJWKS(b, c.tokenRules())
+		if err != nil {
+			return nil, fmt.Errorf("HEXRIDE_JWT_JWKS_FILE=%s: %w", c.JWTJWKS, err)
+		}
+		return t, nil
+	}
 	secret := c.JWTSecret
 	if secret == "" && c.DevAuth {
 		var err error

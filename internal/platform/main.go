@@ -16,6 +16,9 @@ import (
 type Service struct {
 	Name        string
 	DefaultAddr string
+	// DefaultAdminAddr is where /metrics and /debug/pprof/ are served
+	// unless HEXRIDE_ADMIN_ADDR says otherwise: a loopback port of its own.
+	DefaultAdminAddr string
 }
 
 // Main parses args and the environment for one standalone service and runs
@@ -25,11 +28,16 @@ func Main(ctx context.Context, svc Service, args []string, getenv func(string) s
 	var cfg Config
 	s := conf.New(svc.Name, getenv)
 	s.FS.SetOutput(stderr)
-	cfg.Flags(s, svc.DefaultAddr, false)
+	cfg.Flags(s, svc.DefaultAddr, svc.DefaultAdminAddr, false)
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
+		return err
+	}
+	// Production never draws a secret of its own: each replica would draw
+	// another, and none would accept the others' tokens.
+	if err := cfg.validateTokenSource(true); err != nil {
 		return err
 	}
 	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
@@ -43,7 +51,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 	var cfg Config
 	s := conf.New("hexride", getenv)
 	s.FS.SetOutput(stderr)
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	if err := s.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -54,6 +62,7 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 		return fmt.Errorf("unexpected argument %q: the commands are token, loadtest, history, replay and broker, and every setting is a flag (see -h)", s.FS.Arg(0))
 	}
 	opt.Embedded = true
+	opt.MetricsOnAddr = true
 	cfg.DevSecretFile = cmp.Or(cfg.DevSecretFile, defaultDevSecretFile())
 	return Run(ctx, cfg, NewLogger(cfg.LogLevel), opt)
 }
@@ -62,13 +71,14 @@ func Demo(ctx context.Context, args []string, getenv func(string) string, stderr
 func Settings() []conf.Setting {
 	var cfg Config
 	s := conf.New("hexride", func(string) string { return "" })
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	return s.Settings
 }
 
 // MintToken implements `hexride token`: it prints a token signed with
 // HEXRIDE_JWT_SECRET, or else with the development secret the running
-// platform drew at its start (HEXRIDE_DEV_SECRET_FILE).
+// platform drew at its start (HEXRIDE_DEV_SECRET_FILE). With a public key
+// or JWKS configured it refuses: those tokens are the identity provider's.
 func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hexride token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,9 +93,15 @@ func MintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	var cfg Config
 	s := conf.New("hexride", getenv)
-	cfg.Flags(s, "127.0.0.1:8080", true)
+	cfg.Flags(s, "127.0.0.1:8080", "", true)
 	if err := s.Parse(nil); err != nil {
 		return err
+	}
+	if err := cfg.validateTokenSource(false); err != nil && len(cfg.tokenSources()) > 1 {
+		return err
+	}
+	if cfg.JWTPublicKey != "" || cfg.JWTJWKS != "" {
+		return fmt.Errorf("mint token: %w", gateway.ErrCannotMint)
 	}
 	secret := cfg.JWTSecret
 	if secret == "" {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -45,6 +46,10 @@ type Options struct {
 	DevBroker func(partitions int, retention time.Duration) (addrs []string, stop func(), err error)
 	// DevRedis starts the embedded Redis (package devredis), likewise.
 	DevRedis func(ctx context.Context) (addr string, stop func(), err error)
+	// MetricsOnAddr serves /metrics on the main address too: the one-process
+	// development run, on loopback, whose load tester reads it there. In
+	// production /metrics and /debug/pprof/ are on AdminAddr only.
+	MetricsOnAddr bool
 	// OnListen is called with the HTTP address once it accepts connections.
 	OnListen func(addr string)
 	// Mount adds handlers to the gateway's mux, beside the live map's page.
@@ -61,10 +66,12 @@ type Options struct {
 
 // Running describes a started platform.
 type Running struct {
-	Addr    string
-	Brokers []string
-	Redis   redis.UniversalClient
-	Tokens  *gateway.Tokens
+	Addr string
+	// AdminAddr serves /metrics and /debug/pprof/; empty when none is.
+	AdminAddr string
+	Brokers   []string
+	Redis     redis.UniversalClient
+	Tokens    *gateway.Tokens
 	// DevAuth says whether POST /v1/dev/token mints tokens (the live map
 	// page then gets its own viewer token).
 	DevAuth bool
@@ -187,11 +194,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		for p, h := range opt.Mount {
 			gw.Handle(p, h)
 		}
+		if opt.MetricsOnAddr {
+			gw.Handle("GET /metrics", promhttp.Handler())
+		}
 		handler = gw.Handler()
 		g.Go(func() error { return gw.RunPushes(gctx) })
 		g.Go(func() error { return hub.RunTicker(gctx) })
 	} else {
-		handler = healthMux(ready)
+		handler = healthMux(ready, opt.MetricsOnAddr)
 	}
 	if want[Tripstate] {
 		svc := trip.NewService(store, producer, log.With("service", Tripstate))
@@ -220,6 +230,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	var adminAddr string
+	var aln net.Listener
+	if cfg.AdminAddr != "" {
+		if aln, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on HEXRIDE_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+		}
+		adminAddr = aln.Addr().String()
+		if ip := aln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+			log.Warn("the admin listener (metrics, pprof) is not on loopback: keep its port off the public network", "admin_addr", adminAddr)
+		}
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -227,6 +249,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		}
 		return nil
 	})
+	if aln != nil {
+		admin := &http.Server{Handler: AdminMux(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve admin http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			// A profile in flight is cut short: nothing here is a phone's.
+			return admin.Close()
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
@@ -248,7 +284,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		return nil
 	})
 	addr := ln.Addr().String()
-	log.Info("listening", "addr", addr, "services", opt.Services)
+	log.Info("listening", "addr", addr, "admin_addr", adminAddr, "services", opt.Services)
 	if want[Gateway] {
 		log.Info("live map", "url", "http://"+addr+"/")
 	}
@@ -256,7 +292,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 		opt.OnListen(addr)
 	}
 	if opt.OnReady != nil {
-		opt.OnReady(&Running{Addr: addr, Brokers: brokers, Redis: rdb, Tokens: tokens, DevAuth: cfg.DevAuth})
+		opt.OnReady(&Running{Addr: addr, AdminAddr: adminAddr, Brokers: brokers, Redis: rdb, Tokens: tokens, DevAuth: cfg.DevAuth})
 	}
 	if cfg.DemoCity && opt.DemoCity != nil {
 		g.Go(func() error {
@@ -269,7 +305,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 	return g.Wait()
 }
 
-func healthMux(ready func(context.Context) error) http.Handler {
+func healthMux(ready func(context.Context) error, metrics bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -281,6 +317,23 @@ func healthMux(ready func(context.Context) error) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if metrics {
+		mux.Handle("GET /metrics", promhttp.Handler())
+	}
+	return mux
+}
+
+// AdminMux serves what operators read and phones must not: Prometheus
+// metrics and the runtime profiles of net/http/pprof. It is registered on
+// its own mux, never http.DefaultServeMux, so nothing leaks onto another
+// listener.
+func AdminMux() http.Handler {
+	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }

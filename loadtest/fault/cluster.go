@@ -108,7 +108,8 @@ func StartCluster(ctx context.Context, bin Binaries, dir string) (c *Cluster, er
 			}
 			name := s.name + "-" + strconv.Itoa(i)
 			env := append([]string{"KAFKA_BROKERS=" + c.BrokerAddr, "REDIS_ADDR=" + c.RedisAddr,
-				"HEXRIDE_ADDR=" + addr, "HEXRIDE_REPLICA_ID=" + name}, serviceEnv...)
+				"HEXRIDE_ADDR=" + addr, "HEXRIDE_ADMIN_ADDR=127.0.0.1:0", // two of each on one machine
+				"HEXRIDE_REPLICA_ID=" + name}, serviceEnv...)
 			c.Services = append(c.Services, c.Procs.Add(&Proc{Name: name, Path: s.path, Env: env, Ready: httpReady(addr)}))
 			if s.name == "gateway" {
 				c.Gateways = append(c.Gateways, "http://"+addr)

@@ -33,7 +33,8 @@ func startPlatform(t *testing.T) string {
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, DevBroker: devbroker.ForPlatform, DevRedis: devredis.Start, OnReady: func(r *platform.Running) { ready <- r }})
+		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, MetricsOnAddr: true, DevBroker: devbroker.ForPlatform,
+			DevRedis: devredis.Start, OnReady: func(r *platform.Running) { ready <- r }})
 	}()
 	var run *platform.Running
 	select {
