@@ -139,8 +139,9 @@ type search struct {
 	partition int
 	from      int64
 	// expireSent and giveUpSent stop the same decision being sent every tick
-	// while tripstate has not yet answered it.
-	expireSent, giveUpSent bool
+	// while tripstate has not yet answered it; holding says a driver is
+	// held for it while its reservation is asked for.
+	expireSent, giveUpSent, holding bool
 }
 
 // Dispatcher holds the supply index and the open searches. Every method is
@@ -168,6 +169,7 @@ type Dispatcher struct {
 	available map[string]bool
 	busy      map[string]tripRef // driver → accepted trip
 	offered   map[string]string  // driver → trip with an open offer
+	held      map[string]string  // driver → trip it is held for (see hold)
 	searches  map[string]*search
 	nextBatch time.Time
 	cands     []geo.Candidate // scratch for queries, under mu
@@ -199,7 +201,7 @@ func New(cfg Config, pub Publisher, log *slog.Logger, now func() time.Time) *Dis
 	// Run first rebuilds its view from the log.
 	return &Dispatcher{cfg: cfg, pub: pub, log: log, now: now, rebuilt: true,
 		index: geo.NewIndex(cfg.Resolution), available: map[string]bool{}, busy: map[string]tripRef{},
-		offered: map[string]string{}, searches: map[string]*search{}, replaying: map[int]bool{}}
+		offered: map[string]string{}, held: map[string]string{}, searches: map[string]*search{}, replaying: map[int]bool{}}
 }
 
 // GroupTrips is the consumer group that shares trips out among the
@@ -316,15 +318,18 @@ func (d *Dispatcher) HandleTripEvent(ctx context.Context, e ev.Envelope) ([]ev.O
 		}
 	}
 	var outs []ev.Outgoing
+	greedy := false
 	if s != nil && d.searches[t.TripID] == s && t.State == ride.StateRequested && s.offer == nil && d.decidesLocked(s) {
-		if outs = d.timersLocked(t.TripID, s); outs == nil && d.cfg.Policy == PolicyGreedy && !s.giveUpSent {
-			outs = d.offerGreedyLocked(ctx, t.TripID, s)
-		}
+		outs = d.timersLocked(t.TripID, s)
+		greedy = outs == nil && d.cfg.Policy == PolicyGreedy
 	}
 	d.mu.Unlock()
 	if err := d.reserveFor(ctx, u); err != nil {
 		d.undo(ctx, outs)
 		return nil, err
+	}
+	if greedy {
+		outs = d.offerGreedy(ctx, t.TripID)
 	}
 	return outs, nil
 }
@@ -377,20 +382,29 @@ func (d *Dispatcher) Tick(ctx context.Context) error {
 			outs = append(outs, o...)
 			continue
 		}
-		if s.offer != nil || s.giveUpSent || s.trip.State != ride.StateRequested {
-			continue
-		}
-		if d.cfg.Policy == PolicyGreedy {
-			outs = append(outs, d.offerGreedyLocked(ctx, id, s)...)
-		} else {
+		if d.waitingLocked(id, s) {
 			waiting = append(waiting, id)
 		}
 	}
+	var holds []hold
 	if d.cfg.Policy == PolicyBatch && !now.Before(d.nextBatch) {
 		d.nextBatch = now.Add(d.cfg.BatchWindow)
-		outs = append(outs, d.offerBatchLocked(ctx, waiting)...)
+		holds = d.holdBatchLocked(waiting)
 	}
 	d.mu.Unlock()
+	// Reservations are Redis round trips: asked for outside the lock, the
+	// drivers held in memory meanwhile.
+	switch d.cfg.Policy {
+	case PolicyGreedy:
+		for _, id := range waiting {
+			outs = append(outs, d.offerGreedy(ctx, id)...)
+		}
+	case PolicyBatch:
+		for _, h := range holds {
+			o, _ := d.settle(ctx, h)
+			outs = append(outs, o...)
+		}
+	}
 	return d.publish(ctx, outs)
 }
 
@@ -416,125 +430,19 @@ func (d *Dispatcher) timersLocked(tripID string, s *search) []ev.Outgoing {
 	return nil
 }
 
-// candidatesLocked returns up to k eligible drivers for a search, best
-// pickup ETA first, leaving out every driver already offered this trip.
-// The slice is reused by the next call.
-func (d *Dispatcher) candidatesLocked(s *search, k int) []geo.Candidate {
-	var skip func(string) bool
-	if len(s.trip.Offered) > 0 {
-		skip = func(id string) bool { return slices.Contains(s.trip.Offered, id) }
-	}
-	// The ETA is a monotone function of distance (eta.go), so the nearest
-	// drivers are also the soonest.
-	d.cands = d.index.AppendNearest(d.cands, geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, k,
-		d.cfg.MaxPickupM, d.now().Add(-d.cfg.StaleAfter), skip)
-	return d.cands
-}
-
-// offerGreedyLocked offers the trip to its best candidate that can be
-// reserved. d.mu is held.
-func (d *Dispatcher) offerGreedyLocked(ctx context.Context, tripID string, s *search) []ev.Outgoing {
-	for _, c := range d.candidatesLocked(s, candidates) {
-		ok, err := d.reserve(ctx, c.ID, tripID)
-		if err != nil {
-			d.log.Warn("reserve driver", "err", err)
-			return nil // decided again on the next tick
-		}
-		if ok {
-			return d.offerLocked(tripID, s, c)
-		}
-	}
-	return nil
-}
-
-// offerBatchLocked assigns drivers to the waiting searches so that the total
-// pickup time is least (with as many matched as possible), then offers each
-// its driver. A search left without one waits for the next window. d.mu is
-// held.
-func (d *Dispatcher) offerBatchLocked(ctx context.Context, waiting []string) []ev.Outgoing {
-	if len(waiting) == 0 {
-		return nil
-	}
-	col := map[string]int{}
-	var drivers []geo.Candidate
-	type pair struct {
-		col int
-		eta float64
-	}
-	rows := make([][]pair, len(waiting))
-	for i, id := range waiting {
-		for _, c := range d.candidatesLocked(d.searches[id], batchCandidates) {
-			j, ok := col[c.ID]
-			if !ok {
-				j = len(drivers)
-				col[c.ID] = j
-				drivers = append(drivers, c)
-			}
-			rows[i] = append(rows[i], pair{j, d.cfg.ETA.Pickup(c.DistanceM).Seconds()})
-		}
-	}
-	if len(drivers) == 0 {
-		return nil
-	}
-	const infeasible = 1e12
-	cost := make([][]float64, len(waiting))
-	for i, ps := range rows {
-		cost[i] = make([]float64, len(drivers))
-		for j := range cost[i] {
-			cost[i][j] = infeasible
-		}
-		for _, p := range ps {
-			cost[i][p.col] = p.eta
-		}
-	}
-	var outs []ev.Outgoing
-	for i, j := range assign(cost, infeasible) {
-		if j < 0 {
-			continue
-		}
-		tripID, c := waiting[i], drivers[j]
-		// Each row's distance to its driver is its own, not the driver's
-		// distance to whichever request brought it into the batch.
-		s := d.searches[tripID]
-		c.DistanceM = geo.PlanarDistanceM(geo.LatLng{Lat: s.trip.Pickup.Lat, Lng: s.trip.Pickup.Lng}, c.Pos)
-		ok, err := d.reserve(ctx, c.ID, tripID)
-		if err != nil {
-			d.log.Warn("reserve driver", "err", err)
-			continue
-		}
-		if ok {
-			outs = append(outs, d.offerLocked(tripID, s, c)...)
-		}
-	}
-	return outs
-}
-
-func (d *Dispatcher) reserve(ctx context.Context, driverID, tripID string) (bool, error) {
-	if d.Reservations == nil {
-		return true, nil
-	}
-	return d.Reservations.Reserve(ctx, driverID, tripID, d.cfg.OfferTimeout+reservationSlack)
-}
-
-// offerLocked records and returns the offer of a trip to a driver.
-func (d *Dispatcher) offerLocked(tripID string, s *search, c geo.Candidate) []ev.Outgoing {
-	now := d.now()
-	offer := &ride.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
-		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
-	s.offer, s.expireSent = offer, false
-	d.offered[c.ID] = tripID
-	d.syncLocked(c.ID)
-	offersTotal.Inc()
-	return d.command(ev.TypeDispatchOffer, "offer-"+offer.OfferID, ride.TripCommand{TripID: tripID, OfferID: offer.OfferID,
-		DriverID: c.ID, PickupDistanceM: c.DistanceM, ExpiresAt: offer.ExpiresAt})
-}
-
 // syncLocked makes the driver eligible in the index exactly when it may be
-// offered a ride: available, not on a trip, not holding an offer.
+// offered a ride: available, not on a trip, not holding an offer, not held
+// for a search whose reservation is being asked for.
 func (d *Dispatcher) syncLocked(id string) {
+	d.index.SetEligible(id, d.freeLocked(id) && d.held[id] == "")
+}
+
+// freeLocked says whether a driver may be offered a ride, leaving aside a
+// hold on it. d.mu is held.
+func (d *Dispatcher) freeLocked(id string) bool {
 	_, busy := d.busy[id]
 	_, offered := d.offered[id]
-	d.index.SetEligible(id, d.available[id] && !busy && !offered)
+	return d.available[id] && !busy && !offered
 }
 
 func (d *Dispatcher) command(typ, id string, cmd ride.TripCommand) []ev.Outgoing {
