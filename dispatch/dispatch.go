@@ -48,6 +48,9 @@ type Config struct {
 	BatchWindow time.Duration
 	// ETA estimates pickup times; see eta.go.
 	ETA ETA
+	// NewID makes offer ids (events.NewID); the simulation gives a seeded
+	// one, so a day replays bit for bit.
+	NewID func() string
 	// ReplicaID names this dispatcher among its replicas in its logs.
 	// Nothing is kept under it: each replica rebuilds its supply view on
 	// every start (see rebuild.go).
@@ -77,6 +80,9 @@ func (c Config) withDefaults() Config {
 		c.BatchWindow = 2 * time.Second
 	}
 	c.ETA = c.ETA.withDefaults()
+	if c.NewID == nil {
+		c.NewID = ev.NewID
+	}
 	return c
 }
 

@@ -182,7 +182,7 @@ func (d *Dispatcher) reserve(ctx context.Context, driverID, tripID string) (bool
 // offerLocked records and returns the offer of a trip to a driver.
 func (d *Dispatcher) offerLocked(tripID string, s *search, c geo.Candidate) []ev.Outgoing {
 	now := d.now()
-	offer := &ride.Offer{OfferID: "o-" + ev.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
+	offer := &ride.Offer{OfferID: "o-" + d.cfg.NewID()[:16], DriverID: c.ID, PickupDistanceM: c.DistanceM,
 		ExpiresAt: now.Add(d.cfg.OfferTimeout)}
 	s.offer, s.expireSent = offer, false
 	d.offered[c.ID] = tripID

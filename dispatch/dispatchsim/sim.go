@@ -1,10 +1,11 @@
 // Package dispatchsim replays a generated day of demand and supply through
-// the real matching code (dispatch.Dispatcher) and measures how good the
-// matches were: match rate, pickup distance, rider wait. It stands in for
-// tripstate and the phones with a discrete-event loop on a simulated clock
-// (its trips move only by trip.Decide, tripstate's own rules, so an accept
-// after the offer expired is refused here as it is there), so a run is
-// deterministic (same scenario and seed, same result), takes no
+// the platform's own code and measures how good the matches were: match
+// rate, pickup distance, rider wait. The real dispatcher (with the routes
+// internal/platform gives it) and tripstate's real transitions (trip.Decide
+// and the events it causes) run behind the real events.Router, on an
+// in-memory log (events/memory) and a simulated clock; only the phones and
+// tripstate's storage are the simulation's. A run is deterministic (same
+// scenario and seed, the same events bit for bit: Result.Hash), takes no
 // wall-clock time and touches no network. It exists to compare matching
 // policies, which needs thousands of rides under the same conditions.
 package dispatchsim
@@ -12,7 +13,6 @@ package dispatchsim
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +23,10 @@ import (
 
 	"github.com/hexride/hexride/dispatch"
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/events/memory"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
@@ -73,6 +76,10 @@ type Result struct {
 	MeanWait, P90Wait                time.Duration // request → driver at the pickup
 	// Violations lists every broken invariant; it must be empty.
 	Violations []string
+	// Events is how many events were published, and Hash a hash of every
+	// one of them in order: a run replayed with the same seed has the same.
+	Events int
+	Hash   string
 }
 
 // The simulated clock starts at midnight of a fixed day.
@@ -91,7 +98,13 @@ const (
 // runs; its clock and logger are the simulation's.
 func Run(sc Scenario, cfg dispatch.Config) Result {
 	s := newSim(sc, cfg)
+	ctx, stop := context.WithCancel(context.Background())
+	done := s.start(ctx)
 	s.run()
+	stop()
+	if err := <-done; err != nil {
+		s.violate("router: %v", err)
+	}
 	return s.result()
 }
 
@@ -124,12 +137,16 @@ type driverState struct {
 	pos      geo.LatLng
 	shiftEnd time.Time
 	online   bool
-	trip     string // accepted trip
-	offer    string // trip with an open offer
+	// trip and offer are what tripstate has recorded for the driver: the
+	// accepted trip and the trip with an open offer.
+	trip, offer string
+	// offers are the offer pushes the phone has had, by trip.
+	offers map[string]protocol.OfferMessage
+	// driving are the trips whose drive the phone has begun.
+	driving map[string]bool
 }
 
-// tripState is one trip as tripstate would store it, moved only by
-// trip.Decide.
+// tripState is one trip as tripstate stores it, moved only by trip.Decide.
 type tripState struct {
 	t        ride.Trip
 	exists   bool
@@ -145,8 +162,10 @@ type sim struct {
 	end     time.Time
 	q       queue
 	seq     int
+	ids     int
+	ctx     context.Context
+	bus     *memory.Bus
 	d       *dispatch.Dispatcher
-	pending []ev.Outgoing
 	drivers map[string]*driverState
 	trips   map[string]*tripState
 	order   []string // trip ids in request order
@@ -160,22 +179,34 @@ func newSim(sc Scenario, cfg dispatch.Config) *sim {
 		sc.Scale = 1
 	}
 	s := &sim{sc: sc, cfg: cfg, rng: rand.New(rand.NewPCG(sc.Seed, 0x5eed)), drivers: map[string]*driverState{},
-		trips: map[string]*tripState{}}
+		trips: map[string]*tripState{}, bus: memory.New()}
 	s.now = day0.Add(time.Duration(sc.StartHour * float64(time.Hour)))
 	s.end = s.now.Add(time.Duration(sc.Hours * float64(time.Hour)))
 	// Phones' ping timing is not what this simulation studies (the platform
 	// tests cover staleness), so idle drivers are never stale here.
 	cfg.StaleAfter = 48 * time.Hour
 	cfg.RetryEvery = tick
-	s.d = dispatch.New(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return s.now })
+	cfg.NewID = func() string { s.ids++; return fmt.Sprintf("%032x", s.ids) }
+	s.d = dispatch.New(cfg, s.bus, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return s.now })
 	return s
 }
 
-// Publish receives the dispatcher's decisions; they are applied, in
-// order, once the dispatcher call that made them returns.
-func (s *sim) Publish(_ context.Context, outs ...ev.Outgoing) error {
-	s.pending = append(s.pending, outs...)
-	return nil
+// start runs the router on the bus: the dispatcher's routes as the platform
+// has them, tripstate's commands, the phones' pushes and the dead letters
+// (each one a broken invariant). It returns once every route is listening.
+func (s *sim) start(ctx context.Context) <-chan error {
+	s.ctx = ctx
+	routes := append(platform.Routes(platform.Parts{Dispatcher: s.d}),
+		ev.Route{Group: trip.GroupCommands, Topic: ev.TopicTripCommands, Handler: ev.One(s.tripstate)},
+		ev.Route{Group: "phones", Topic: ev.TopicUserPushes, Handler: ev.One(s.phone)},
+		ev.Route{Reader: "violations", Topic: ev.TopicDeadLetters, Handler: ev.One(s.deadLetter)},
+	)
+	r := ev.NewRouter(s.bus, s.bus, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Add(routes...)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	s.bus.WaitSubscribed(len(routes))
+	return done
 }
 
 func (s *sim) at(t time.Time, fn func()) {
@@ -209,29 +240,54 @@ func (s *sim) pickup() geo.LatLng {
 func (s *sim) run() {
 	s.scheduleShifts()
 	s.scheduleRequests()
-	for t := s.now; t.Before(s.end.Add(2 * time.Hour)); t = t.Add(tick) {
-		s.at(t, func() {
-			s.call(func(ctx context.Context) error { return s.d.Tick(ctx) })
-		})
+	// The dispatcher's clock, each tick scheduling the next (a day of them
+	// at once would make every queue operation slower).
+	last := s.end.Add(2 * time.Hour)
+	var clock func()
+	clock = func() {
+		if err := s.d.Tick(s.ctx); err != nil {
+			s.violate("dispatcher tick: %v", err)
+		}
+		if next := s.now.Add(tick); next.Before(last) {
+			s.at(next, clock)
+		}
 	}
+	s.at(s.now, clock)
 	for s.q.Len() > 0 {
 		e := heap.Pop(&s.q).(*event)
 		s.now = e.at
 		e.fn()
+		// Everything the event set off, and all that caused, until the
+		// platform is quiet.
+		if err := s.bus.Drain(s.ctx); err != nil {
+			s.violate("%v", err)
+		}
 	}
 }
 
-// call runs one dispatcher method and then applies everything it decided,
-// and everything that caused, until the system is quiet.
-func (s *sim) call(fn func(context.Context) error) {
-	if err := fn(context.Background()); err != nil {
-		s.violations = append(s.violations, fmt.Sprintf("%s: dispatcher: %v", s.now.Format(time.TimeOnly), err))
+// publish puts an event on the log, as the gateway does for a phone.
+func (s *sim) publish(topic, typ, key string, payload any) {
+	s.ids++
+	e, err := ev.NewWithID(fmt.Sprintf("sim-%d", s.ids), typ, key, s.now, payload)
+	if err != nil {
+		panic(err) // the simulation's own structs
 	}
-	for len(s.pending) > 0 {
-		o := s.pending[0]
-		s.pending = s.pending[1:]
-		s.apply(o.Env)
+	if err := s.bus.Publish(s.ctx, ev.Outgoing{Topic: topic, Env: e}); err != nil {
+		s.violate("publish %s: %v", typ, err)
 	}
+}
+
+func (s *sim) violate(format string, args ...any) {
+	s.violations = append(s.violations, s.now.Format(time.TimeOnly)+": "+fmt.Sprintf(format, args...))
+}
+
+func (s *sim) deadLetter(_ context.Context, e ev.Envelope) ([]ev.Outgoing, error) {
+	var dl ev.DeadLetter
+	if err := e.DecodePayload(&dl); err != nil {
+		return nil, err
+	}
+	s.violate("dead letter from %s: %s", dl.Group, dl.Reason)
+	return nil, nil
 }
 
 func (s *sim) scheduleShifts() {
@@ -253,7 +309,8 @@ func (s *sim) scheduleShifts() {
 		for start.Add(length).Before(s.now) {
 			start = start.Add(24 * time.Hour)
 		}
-		d := &driverState{id: fmt.Sprintf("d%05d", i), shiftEnd: start.Add(length)}
+		d := &driverState{id: fmt.Sprintf("d%05d", i), shiftEnd: start.Add(length),
+			offers: map[string]protocol.OfferMessage{}, driving: map[string]bool{}}
 		s.drivers[d.id] = d
 		on := start
 		if on.Before(s.now) {
@@ -267,25 +324,18 @@ func (s *sim) scheduleShifts() {
 	}
 }
 
-func (s *sim) driverEvent(typ, id string, payload any) {
-	e, err := ev.New(typ, id, s.now, payload)
-	if err != nil {
-		panic(err)
-	}
-	s.call(func(ctx context.Context) error { return s.d.HandleDriverEvent(ctx, e) })
-}
-
 func (s *sim) goOnline(d *driverState) {
 	d.online, d.pos = true, s.randomPoint()
-	s.driverEvent(ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
-	s.driverEvent(ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: true})
+	s.publish(ev.TopicDriverEvents, ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
+	s.publish(ev.TopicDriverEvents, ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: true})
 }
 
-// shiftOver takes an idle driver offline; one on a trip finishes it first.
+// shiftOver takes an idle driver offline; one on a trip or holding an
+// offer goes once it is free (see phone).
 func (s *sim) shiftOver(d *driverState) {
 	if d.online && d.trip == "" && d.offer == "" {
 		d.online = false
-		s.driverEvent(ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: false})
+		s.publish(ev.TopicDriverEvents, ev.TypeDriverAvailability, d.id, ride.DriverAvailability{DriverID: d.id, Available: false})
 	}
 }
 
@@ -314,198 +364,26 @@ func (s *sim) scheduleRequests() {
 }
 
 func (s *sim) request(id string, pickup, dropoff geo.LatLng, cancelAfter time.Duration) {
-	tr := &tripState{}
-	u, ok := s.decide(tr, ev.TypeRideRequest, "req-"+id, ride.TripCommand{TripID: id, UserID: "r-" + id, Role: "rider",
+	s.publish(ev.TopicTripCommands, ev.TypeRideRequest, id, ride.TripCommand{TripID: id, UserID: "r-" + id, Role: "rider",
 		Pickup: &ride.LatLng{Lat: pickup.Lat, Lng: pickup.Lng}, Dropoff: &ride.LatLng{Lat: dropoff.Lat, Lng: dropoff.Lng}})
-	if !ok {
-		return
-	}
-	s.trips[id] = tr
-	s.order = append(s.order, id)
-	s.publishTrip(u)
 	if cancelAfter >= 0 {
-		s.at(s.now.Add(cancelAfter), func() { s.riderCancels(tr) })
-	}
-}
-
-// decide is tripstate applying one command to tr: trip.Decide, the same
-// rules, on the simulated clock. It reports false if tripstate would refuse
-// the command (a dispatcher command the trip has moved past, an answer to an
-// offer that closed meanwhile); a malformed command is a violation too.
-func (s *sim) decide(tr *tripState, typ, id string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
-	x, err := trip.Decide(tr.t, tr.exists, trip.Command{Type: typ, ID: id, At: s.now, TripCommand: cmd})
-	if err != nil {
-		var r *trip.Rejection
-		if !errors.As(err, &r) {
-			s.violate("%s on trip %s: %v", typ, cmd.TripID, err)
-		}
-		return ride.TripUpdated{}, false
-	}
-	tr.t, tr.exists = x.Update.Trip, true
-	return x.Update, true
-}
-
-// phoneCommand is a command from the rider's or driver's phone.
-func (s *sim) phoneCommand(tr *tripState, typ, user string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
-	cmd.TripID, cmd.UserID = tr.t.TripID, user
-	return s.decide(tr, typ, fmt.Sprintf("%s-%s-v%d", typ, tr.t.TripID, tr.t.Version), cmd)
-}
-
-// publishTrip is tripstate's trip.updated, delivered to the dispatcher.
-func (s *sim) publishTrip(u ride.TripUpdated) {
-	e, err := ev.New(ev.TypeTripUpdated, u.Trip.TripID, s.now, u)
-	if err != nil {
-		panic(err)
-	}
-	s.call(func(ctx context.Context) error {
-		outs, err := s.d.HandleTripEvent(ctx, e)
-		s.pending = append(s.pending, outs...)
-		return err
-	})
-}
-
-func (s *sim) violate(format string, args ...any) {
-	s.violations = append(s.violations, s.now.Format(time.TimeOnly)+": "+fmt.Sprintf(format, args...))
-}
-
-// apply is tripstate applying a dispatcher command, checking the
-// invariants every policy must keep on the way.
-func (s *sim) apply(e ev.Envelope) {
-	var cmd ride.TripCommand
-	if err := e.DecodePayload(&cmd); err != nil {
-		s.violate("undecodable command: %v", err)
-		return
-	}
-	tr := s.trips[cmd.TripID]
-	if tr == nil {
-		s.violate("command %s for unknown trip %s", e.Type, cmd.TripID)
-		return
-	}
-	switch e.Type {
-	case ev.TypeDispatchOffer:
-		d := s.drivers[cmd.DriverID]
-		switch {
-		case d == nil || !d.online:
-			s.violate("offer of %s to offline driver %s", tr.t.TripID, cmd.DriverID)
-		case d.offer != "":
-			s.violate("driver %s offered %s while holding an offer for %s", d.id, tr.t.TripID, d.offer)
-		case d.trip != "":
-			s.violate("driver %s offered %s while on trip %s", d.id, tr.t.TripID, d.trip)
-		case slices.Contains(tr.t.Offered, d.id):
-			s.violate("driver %s offered %s a second time", d.id, tr.t.TripID)
-		}
-		if d == nil {
-			return
-		}
-		u, ok := s.decide(tr, e.Type, e.ID, cmd)
-		if !ok {
-			return // tripstate rejects it; the dispatcher learns from the trip
-		}
-		s.offers++
-		o := *u.Trip.Offer
-		d.offer = tr.t.TripID
-		s.publishTrip(u)
-		think := time.Duration(s.rng.ExpFloat64() * float64(thinkMean))
-		switch x := s.rng.Float64(); {
-		case x < s.sc.AcceptProb:
-			s.at(s.now.Add(think), func() { s.driverAnswers(tr, d, o, true) })
-		case x < s.sc.AcceptProb+s.sc.IgnoreProb:
-			// No answer: the dispatcher's expiry closes the offer.
-		default:
-			s.at(s.now.Add(think), func() { s.driverAnswers(tr, d, o, false) })
-		}
-	case ev.TypeDispatchExpire:
-		if u, ok := s.decide(tr, e.Type, e.ID, cmd); ok {
-			s.expiries++
-			s.drivers[u.EndedOffer.DriverID].offer = ""
-			s.publishTrip(u)
-		}
-	case ev.TypeDispatchNoDrivers:
-		if u, ok := s.decide(tr, e.Type, e.ID, cmd); ok {
-			s.endSearch(u)
-		}
-	default:
-		s.violate("unexpected command %s", e.Type)
-	}
-}
-
-// endSearch publishes u, which ended a trip that had no driver yet, and
-// frees the driver whose offer it closed.
-func (s *sim) endSearch(u ride.TripUpdated) {
-	o := u.EndedOffer
-	if o != nil {
-		s.drivers[o.DriverID].offer = ""
-	}
-	s.publishTrip(u)
-	if o != nil {
-		s.shiftOverIfDue(s.drivers[o.DriverID])
-	}
-}
-
-func (s *sim) shiftOverIfDue(d *driverState) {
-	if !s.now.Before(d.shiftEnd) {
-		s.shiftOver(d)
+		s.at(s.now.Add(cancelAfter), func() { s.riderCancels(id) })
 	}
 }
 
 // riderCancels: a rider who gives up does so before a driver accepts.
-func (s *sim) riderCancels(tr *tripState) {
-	if tr.t.State != ride.StateRequested && tr.t.State != ride.StateOffered {
+func (s *sim) riderCancels(id string) {
+	tr := s.trips[id]
+	if tr == nil || tr.t.State != ride.StateRequested && tr.t.State != ride.StateOffered {
 		return
 	}
-	if u, ok := s.phoneCommand(tr, ev.TypeTripCancel, tr.t.RiderID, ride.TripCommand{Reason: "waited too long"}); ok {
-		s.endSearch(u)
-	}
-}
-
-func (s *sim) driverAnswers(tr *tripState, d *driverState, o ride.Offer, accept bool) {
-	typ := ev.TypeOfferDecline
-	if accept {
-		typ = ev.TypeOfferAccept
-	}
-	u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{OfferID: o.OfferID})
-	if !ok {
-		return // too late: expired, cancelled or given up
-	}
-	if !accept {
-		s.declines++
-		d.offer = ""
-		s.publishTrip(u)
-		s.shiftOverIfDue(d)
-		return
-	}
-	d.offer, d.trip = "", tr.t.TripID
-	tr.pickupM, tr.accepted = o.PickupDistanceM, s.now
-	s.publishTrip(u)
-	eta := s.cfg.ETA
-	pickup := geo.LatLng{Lat: tr.t.Pickup.Lat, Lng: tr.t.Pickup.Lng}
-	dropoff := geo.LatLng{Lat: tr.t.Dropoff.Lat, Lng: tr.t.Dropoff.Lng}
-	arrive := s.now.Add(eta.Pickup(o.PickupDistanceM))
-	start := arrive.Add(boarding)
-	done := start.Add(eta.Pickup(geo.DistanceM(pickup, dropoff)))
-	drive := func(typ string) {
-		u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{})
-		if !ok {
-			s.violate("%s by %s refused on trip %s in %s", typ, d.id, tr.t.TripID, tr.t.State)
-			return
-		}
-		if typ == ev.TypeTripComplete {
-			d.trip, d.pos = "", dropoff
-		}
-		s.publishTrip(u)
-	}
-	s.at(arrive, func() { drive(ev.TypeTripArrive) })
-	s.at(start, func() { drive(ev.TypeTripStart) })
-	s.at(done, func() {
-		drive(ev.TypeTripComplete)
-		s.driverEvent(ev.TypeDriverLocation, d.id, ride.DriverLocation{DriverID: d.id, Lat: d.pos.Lat, Lng: d.pos.Lng})
-		s.shiftOverIfDue(d)
-	})
+	s.publish(ev.TopicTripCommands, ev.TypeTripCancel, id, ride.TripCommand{TripID: id, UserID: tr.t.RiderID, Role: "rider",
+		Reason: "waited too long"})
 }
 
 func (s *sim) result() Result {
 	r := Result{Policy: s.cfg.Policy, Offers: s.offers, Declines: s.declines, Expiries: s.expiries,
-		Violations: s.violations}
+		Violations: s.violations, Events: s.bus.Records(), Hash: s.bus.Sum()}
 	if r.Policy == "" {
 		r.Policy = dispatch.PolicyGreedy
 	}
