@@ -15,10 +15,13 @@ func badRequest(format string, args ...any) *protocol.Error {
 	return protocol.Errorf(protocol.CodeBadRequest, format, args...)
 }
 
-// DecodeFrame parses and validates one client frame. It returns the frame
-// (with Type and ID filled in as far as they could be read, so an error can
-// name the command) and a protocol.Error for anything malformed, unknown or
-// out of range. Role checks are separate (Authorize).
+// DecodeFrame parses and validates one client frame. Reading hostile bytes
+// is the gateway's job; the frame's type and the checks of its fields are
+// the contract's (protocol.Frame, Frame.Validate).
+//
+// It returns the frame (with Type and ID filled in as far as they could be
+// read, so an error can name the command) and a protocol.Error for anything
+// malformed, unknown or out of range. Role checks are separate (Authorize).
 func DecodeFrame(b []byte) (protocol.Frame, *protocol.Error) {
 	var f protocol.Frame
 	// Nearly every frame is well formed, and most are pings: segmentio's
@@ -37,6 +40,8 @@ func DecodeFrame(b []byte) (protocol.Frame, *protocol.Error) {
 		}
 		return protocol.Frame{ID: f.ID}, perr
 	}
+	// Validate checks the id too, but the answer to an over-long id must
+	// not echo it: the frame is dropped whole here.
 	if len(f.ID) > protocol.MaxIDBytes {
 		return protocol.Frame{}, badRequest("id is longer than %d bytes", protocol.MaxIDBytes)
 	}
