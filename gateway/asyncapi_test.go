@@ -429,14 +429,25 @@ func TestAsyncAPIWebSocketMessages(t *testing.T) {
 		source    string
 	}
 	wants := map[string]want{}
-	for typ := range ClientMessageTypes {
-		wants[typ] = want{"client", "gateway.ClientMessageTypes"}
+	for typ := range protocol.ClientMessageTypes {
+		wants[typ] = want{"client", "protocol.ClientMessageTypes"}
 	}
-	for _, typ := range ServerMessageTypes {
+	for _, typ := range protocol.ServerMessageTypes {
 		if w, dup := wants[typ]; dup {
-			t.Errorf("type %q is in both %s and gateway.ServerMessageTypes", typ, w.source)
+			t.Errorf("type %q is in both %s and protocol.ServerMessageTypes", typ, w.source)
 		}
-		wants[typ] = want{"server", "gateway.ServerMessageTypes"}
+		wants[typ] = want{"server", "protocol.ServerMessageTypes"}
+	}
+
+	// Every message type named in package protocol is in one of the lists,
+	// so a name added there is checked against the document too.
+	for _, prefix := range []string{"Msg", "Push"} {
+		named := constants(t, "../protocol", prefix)
+		for _, name := range sortedKeys(named) {
+			if _, ok := wants[named[name]]; !ok {
+				t.Errorf("protocol.%s = %q is in neither protocol.ClientMessageTypes nor protocol.ServerMessageTypes", name, named[name])
+			}
+		}
 	}
 
 	documented := map[string][]apiMessage{}
@@ -466,7 +477,7 @@ func TestAsyncAPIWebSocketMessages(t *testing.T) {
 	for _, name := range sortedKeys(documented) {
 		if _, ok := wants[name]; !ok {
 			for _, m := range documented[name] {
-				t.Errorf("%s: channel %q (address %s) lists message %q (%s, x-direction %q) that the gateway does not have: it is in neither gateway.ClientMessageTypes nor gateway.ServerMessageTypes",
+				t.Errorf("%s: channel %q (address %s) lists message %q (%s, x-direction %q) that the code does not have: it is in neither protocol.ClientMessageTypes nor protocol.ServerMessageTypes",
 					apiDocPath, ws.key, wsAddress, name, m.ref, m.direction)
 			}
 		}
@@ -542,7 +553,7 @@ func TestAsyncAPIEnums(t *testing.T) {
 	if tripUpdated.obj == nil {
 		t.Fatalf("no %s message on topic %s", events.TypeTripUpdated, events.TopicTripEvents)
 	}
-	codes := constants(t, ".", "Code")
+	codes := constants(t, "../protocol", "Code")
 	states := constants(t, "../ride", "State")
 
 	tests := []struct {
@@ -552,8 +563,8 @@ func TestAsyncAPIEnums(t *testing.T) {
 		want   map[string]string // constant name → value
 		source string
 	}{
-		{"error codes", doc.property(t, ws.message(t, MsgError).obj["payload"], "error message payload", "code"),
-			"the code of the WebSocket error message", codes, "gateway.Code*"},
+		{"error codes", doc.property(t, ws.message(t, protocol.MsgError).obj["payload"], "error message payload", "code"),
+			"the code of the WebSocket error message", codes, "protocol.Code*"},
 		{"trip push states", doc.property(t, ws.message(t, protocol.PushTrip).obj["payload"], "trip message payload", "state"),
 			"the state of the WebSocket trip message", states, "ride.State*"},
 		{"resync trip states", doc.property(t, ws.message(t, protocol.PushResync).obj["payload"], "resync message payload", "trip"),
@@ -763,8 +774,8 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 	})
 
 	ws := doc.wsChannel(t)
-	frameFields := jsonFields(reflect.TypeOf(Frame{}))
-	answerFields := jsonFields(reflect.TypeOf(answer{}))
+	frameFields := jsonFields(reflect.TypeOf(protocol.Frame{}))
+	answerFields := jsonFields(reflect.TypeOf(protocol.Answer{}))
 	// The fields of each WebSocket message, as protocol.md defines them.
 	wsFields := []struct {
 		typ    string
@@ -773,25 +784,25 @@ func TestAsyncAPIFieldsMatchGo(t *testing.T) {
 		within []string
 		noSeq  bool // a live-map message: not a push, so no seq
 	}{
-		{MsgLocation, []string{"type", "id", "lat", "lng", "heading", "speed_mps", "at"}, nil, frameFields, false},
-		{MsgAvailability, []string{"type", "id", "available"}, nil, frameFields, false},
-		{MsgRideRequest, []string{"type", "id", "pickup", "dropoff"}, nil, frameFields, false},
-		{MsgOfferAccept, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
-		{MsgOfferDecline, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
-		{MsgTripArrive, []string{"type", "id", "trip_id"}, nil, frameFields, false},
-		{MsgTripStart, []string{"type", "id", "trip_id"}, nil, frameFields, false},
-		{MsgTripComplete, []string{"type", "id", "trip_id"}, nil, frameFields, false},
-		{MsgTripCancel, []string{"type", "id", "trip_id", "reason"}, nil, frameFields, false},
+		{protocol.MsgLocation, []string{"type", "id", "lat", "lng", "heading", "speed_mps", "at"}, nil, frameFields, false},
+		{protocol.MsgAvailability, []string{"type", "id", "available"}, nil, frameFields, false},
+		{protocol.MsgRideRequest, []string{"type", "id", "pickup", "dropoff"}, nil, frameFields, false},
+		{protocol.MsgOfferAccept, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
+		{protocol.MsgOfferDecline, []string{"type", "id", "offer_id", "trip_id"}, nil, frameFields, false},
+		{protocol.MsgTripArrive, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{protocol.MsgTripStart, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{protocol.MsgTripComplete, []string{"type", "id", "trip_id"}, nil, frameFields, false},
+		{protocol.MsgTripCancel, []string{"type", "id", "trip_id", "reason"}, nil, frameFields, false},
 		{protocol.PushOffer, nil, protocol.OfferMessage{}, nil, false},
 		{protocol.PushTrip, nil, protocol.TripMessage{}, nil, false},
 		{protocol.PushDriverLocation, nil, protocol.DriverLocationMessage{}, nil, false},
 		{protocol.PushResync, nil, protocol.ResyncMessage{}, nil, false},
-		{MsgAck, []string{"type", "id", "trip_id"}, nil, answerFields, false},
-		{MsgError, []string{"type", "id", "code", "message"}, nil, answerFields, false},
-		{MsgMapInspect, []string{"type", "id", "kind", "slot"}, nil, frameFields, false},
-		{MsgMapSnapshot, nil, livemap.SnapshotMessage{}, nil, true},
-		{MsgMapDelta, nil, livemap.DeltaMessage{}, nil, true},
-		{MsgMapDetail, nil, livemap.Detail{}, nil, true},
+		{protocol.MsgAck, []string{"type", "id", "trip_id"}, nil, answerFields, false},
+		{protocol.MsgError, []string{"type", "id", "code", "message"}, nil, answerFields, false},
+		{protocol.MsgMapInspect, []string{"type", "id", "kind", "slot"}, nil, frameFields, false},
+		{protocol.MsgMapSnapshot, nil, livemap.SnapshotMessage{}, nil, true},
+		{protocol.MsgMapDelta, nil, livemap.DeltaMessage{}, nil, true},
+		{protocol.MsgMapDetail, nil, livemap.Detail{}, nil, true},
 	}
 	for _, tc := range wsFields {
 		t.Run("ws "+tc.typ, func(t *testing.T) {
@@ -1071,11 +1082,11 @@ func TestAsyncAPIExamples(t *testing.T) {
 		protocol.PushTrip:           func() any { return new(protocol.TripMessage) },
 		protocol.PushDriverLocation: func() any { return new(protocol.DriverLocationMessage) },
 		protocol.PushResync:         func() any { return new(protocol.ResyncMessage) },
-		MsgAck:                      func() any { return new(answer) },
-		MsgError:                    func() any { return new(answer) },
-		MsgMapSnapshot:              func() any { return new(livemap.SnapshotMessage) },
-		MsgMapDelta:                 func() any { return new(livemap.DeltaMessage) },
-		MsgMapDetail:                func() any { return new(livemap.Detail) },
+		protocol.MsgAck:             func() any { return new(protocol.Answer) },
+		protocol.MsgError:           func() any { return new(protocol.Answer) },
+		protocol.MsgMapSnapshot:     func() any { return new(livemap.SnapshotMessage) },
+		protocol.MsgMapDelta:        func() any { return new(livemap.DeltaMessage) },
+		protocol.MsgMapDetail:       func() any { return new(livemap.Detail) },
 	}
 	for _, c := range doc.channels(t) {
 		for _, m := range c.messages {
@@ -1250,8 +1261,8 @@ func TestAsyncAPIClientConstraintsMatchDecodeFrame(t *testing.T) {
 					t.Errorf("%q %s: the document allows it but DecodeFrame answers %v\nframe: %s", m.name, mu.desc, perr, b)
 				case !mu.ok && perr == nil:
 					t.Errorf("%q %s: the document forbids it but DecodeFrame accepts it\nframe: %s", m.name, mu.desc, b)
-				case !mu.ok && perr.Code != CodeBadRequest:
-					t.Errorf("%q %s: DecodeFrame answers code %q, want %q", m.name, mu.desc, perr.Code, CodeBadRequest)
+				case !mu.ok && perr.Code != protocol.CodeBadRequest:
+					t.Errorf("%q %s: DecodeFrame answers code %q, want %q", m.name, mu.desc, perr.Code, protocol.CodeBadRequest)
 				}
 			}
 		})
@@ -1303,10 +1314,10 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 			TripID: "t-1", Lat: 37.775, Lng: -122.42, At: events.FormatTime(at)})},
 		{"resync without trip", protocol.PushResync, withSeq(protocol.ResyncMessage{Type: protocol.PushResync})},
 		{"resync with trip", protocol.PushResync, withSeq(protocol.ResyncMessage{Type: protocol.PushResync, Trip: &tripMsg})},
-		{"ack", MsgAck, normalize(t, answer{Type: MsgAck, ID: "1"})},
-		{"ack with trip_id", MsgAck, normalize(t, answer{Type: MsgAck, ID: "r1", TripID: "t-0123456789abcdef0123"})},
-		{"error with id", MsgError, normalize(t, answer{Type: MsgError, ID: "7", Code: CodeConflict, Message: "offer o-1 expired"})},
-		{"error without id", MsgError, normalize(t, answer{Type: MsgError, Code: CodeBadRequest, Message: "malformed JSON"})},
+		{"ack", protocol.MsgAck, normalize(t, protocol.Answer{Type: protocol.MsgAck, ID: "1"})},
+		{"ack with trip_id", protocol.MsgAck, normalize(t, protocol.Answer{Type: protocol.MsgAck, ID: "r1", TripID: "t-0123456789abcdef0123"})},
+		{"error with id", protocol.MsgError, normalize(t, protocol.Answer{Type: protocol.MsgError, ID: "7", Code: protocol.CodeConflict, Message: "offer o-1 expired"})},
+		{"error without id", protocol.MsgError, normalize(t, protocol.Answer{Type: protocol.MsgError, Code: protocol.CodeBadRequest, Message: "malformed JSON"})},
 	}
 	wsCases = append(wsCases, liveMapCases(t, at, offer, offered, accepted)...)
 	for _, tc := range wsCases {
@@ -1334,14 +1345,14 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 		{events.TopicDriverEvents, events.TypeDriverLocation, "d-42", ride.DriverLocation{DriverID: "d-42", Lat: 1, Lng: 2,
 			Heading: &heading, SpeedMPS: &speed, At: "2026-11-22T21:00:00.120Z"}},
 		{events.TopicDriverEvents, events.TypeDriverAvailability, "d-42", ride.DriverAvailability{DriverID: "d-42"}},
-		{events.TopicTripCommands, events.TypeRideRequest, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider, Pickup: &pickup, Dropoff: &dropoff}},
-		{events.TopicTripCommands, events.TypeOfferAccept, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
-		{events.TopicTripCommands, events.TypeOfferDecline, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, OfferID: "o-1"}},
-		{events.TopicTripCommands, events.TypeTripArrive, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripStart, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripComplete, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver}},
-		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: RoleRider}},
-		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: RoleDriver, Reason: "flat tyre"}},
+		{events.TopicTripCommands, events.TypeRideRequest, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: protocol.RoleRider, Pickup: &pickup, Dropoff: &dropoff}},
+		{events.TopicTripCommands, events.TypeOfferAccept, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver, OfferID: "o-1"}},
+		{events.TopicTripCommands, events.TypeOfferDecline, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver, OfferID: "o-1"}},
+		{events.TopicTripCommands, events.TypeTripArrive, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripStart, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripComplete, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver}},
+		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "r-1", Role: protocol.RoleRider}},
+		{events.TopicTripCommands, events.TypeTripCancel, "t-1", ride.TripCommand{TripID: "t-1", UserID: "d-42", Role: protocol.RoleDriver, Reason: "flat tyre"}},
 		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42",
 			PickupDistanceM: 412.5, ExpiresAt: at.In(local)}},
 		{events.TopicTripCommands, events.TypeDispatchOffer, "t-1", ride.TripCommand{TripID: "t-1", OfferID: "o-1", DriverID: "d-42", ExpiresAt: at}},
@@ -1433,9 +1444,9 @@ func liveMapCases(t *testing.T, at time.Time, offer ride.Offer, offered, accepte
 		typ  string
 		msg  any
 	}{
-		{"map.snapshot", MsgMapSnapshot, normalize(t, json.RawMessage(snap))},
-		{"map.delta", MsgMapDelta, normalize(t, json.RawMessage(delta))},
-		{"map.detail driver", MsgMapDetail, normalize(t, driver)},
-		{"map.detail trip", MsgMapDetail, normalize(t, trip)},
+		{"map.snapshot", protocol.MsgMapSnapshot, normalize(t, json.RawMessage(snap))},
+		{"map.delta", protocol.MsgMapDelta, normalize(t, json.RawMessage(delta))},
+		{"map.detail driver", protocol.MsgMapDetail, normalize(t, driver)},
+		{"map.detail trip", protocol.MsgMapDetail, normalize(t, trip)},
 	}
 }

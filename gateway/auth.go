@@ -8,10 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // Claims are the token claims of protocol.md: sub, role, exp.
@@ -140,15 +141,17 @@ func (t *Tokens) key(tok *jwt.Token) (any, error) {
 	return k.key, nil
 }
 
-func validRole(r string) bool { return r == RoleDriver || r == RoleRider || r == RoleViewer }
+func validRole(r string) bool {
+	return r == protocol.RoleDriver || r == protocol.RoleRider || r == protocol.RoleViewer
+}
 
 // Mint signs a token for sub in role, valid for ttl.
 func (t *Tokens) Mint(sub, role string, ttl time.Duration) (string, error) {
 	if !t.CanMint() {
 		return "", ErrCannotMint
 	}
-	if sub == "" || len(sub) > MaxIDBytes {
-		return "", fmt.Errorf("sub must be 1 to %d bytes", MaxIDBytes)
+	if sub == "" || len(sub) > protocol.MaxIDBytes {
+		return "", fmt.Errorf("sub must be 1 to %d bytes", protocol.MaxIDBytes)
 	}
 	if !validRole(role) {
 		return "", fmt.Errorf("role must be driver, rider or viewer, not %q", role)
@@ -195,7 +198,7 @@ func (t *Tokens) Verify(s string) (Claims, error) {
 	if life := c.ExpiresAt.Sub(from); life > t.rules.MaxTTL+t.rules.Leeway {
 		return Claims{}, fmt.Errorf("invalid token: it lives %s, longer than the %s allowed", life.Round(time.Second), t.rules.MaxTTL)
 	}
-	if c.Subject == "" || len(c.Subject) > MaxIDBytes {
+	if c.Subject == "" || len(c.Subject) > protocol.MaxIDBytes {
 		return Claims{}, errors.New("invalid token: sub must be 1 to 64 bytes")
 	}
 	if !validRole(c.Role) {
@@ -241,7 +244,7 @@ func (s *Server) devTokenHandler(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, httpError{CodeBadRequest, "body must be {\"role\":...,\"sub\":...}: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, httpError{protocol.CodeBadRequest, "body must be {\"role\":...,\"sub\":...}: " + err.Error()})
 		return
 	}
 	tok, err := s.tokens.Mint(req.Sub, req.Role, s.cfg.DevTokenTTL)
@@ -250,15 +253,11 @@ func (s *Server) devTokenHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, httpError{CodeBadRequest, err.Error()})
+		writeJSON(w, http.StatusBadRequest, httpError{protocol.CodeBadRequest, err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 }
-
-// StatusTokenExpired closes a socket whose token has expired: the phone
-// reconnects with a fresh token (and resumes with after_seq).
-const StatusTokenExpired websocket.StatusCode = 4001
 
 var tokensExpired = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "hexride_gateway_sockets_token_expired_total", Help: "Sockets closed because their token expired.",

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
 )
 
 func mustTokens(t testing.TB, secret string) *Tokens {
@@ -24,23 +25,23 @@ func mustTokens(t testing.TB, secret string) *Tokens {
 
 func TestVerify(t *testing.T) {
 	tk := mustTokens(t, "s3cret")
-	good, _ := tk.Mint("d-1", RoleDriver, time.Hour)
+	good, _ := tk.Mint("d-1", protocol.RoleDriver, time.Hour)
 	now := time.Now()
 	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
 	signed := func(rc jwt.RegisteredClaims) string {
 		rc.Subject = "d-1"
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: RoleDriver, RegisteredClaims: rc}).SignedString([]byte("s3cret"))
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: protocol.RoleDriver, RegisteredClaims: rc}).SignedString([]byte("s3cret"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
 	expired := signed(jwt.RegisteredClaims{IssuedAt: at(-time.Hour), ExpiresAt: at(-time.Minute)})
-	other, _ := mustTokens(t, "other").Mint("d-1", RoleDriver, time.Hour)
-	none := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Role: RoleDriver, RegisteredClaims: jwt.RegisteredClaims{
+	other, _ := mustTokens(t, "other").Mint("d-1", protocol.RoleDriver, time.Hour)
+	none := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Role: protocol.RoleDriver, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: "d-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
 	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
-	noExp := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: RoleDriver, RegisteredClaims: jwt.RegisteredClaims{Subject: "d-1"}})
+	noExp := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: protocol.RoleDriver, RegisteredClaims: jwt.RegisteredClaims{Subject: "d-1"}})
 	noExpTok, _ := noExp.SignedString([]byte("s3cret"))
 	badRole := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Role: "admin", RegisteredClaims: jwt.RegisteredClaims{
 		Subject: "d-1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
@@ -70,7 +71,7 @@ func TestVerify(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("Verify: %v, want ok=%v", err, tc.ok)
 			}
-			if tc.ok && (c.Subject != "d-1" || c.Role != RoleDriver) {
+			if tc.ok && (c.Subject != "d-1" || c.Role != protocol.RoleDriver) {
 				t.Fatalf("claims %+v", c)
 			}
 		})
@@ -85,8 +86,8 @@ func TestIssuerAndAudience(t *testing.T) {
 		t.Fatal(err)
 	}
 	lax := mustTokens(t, "s3cret")
-	fromStrict, _ := strict.Mint("r-1", RoleRider, time.Hour)
-	fromLax, _ := lax.Mint("r-1", RoleRider, time.Hour)
+	fromStrict, _ := strict.Mint("r-1", protocol.RoleRider, time.Hour)
+	fromLax, _ := lax.Mint("r-1", protocol.RoleRider, time.Hour)
 	for _, c := range []struct {
 		name string
 		tk   *Tokens
@@ -98,14 +99,14 @@ func TestIssuerAndAudience(t *testing.T) {
 			t.Errorf("%s: %v, want ok=%v", c.name, err, c.ok)
 		}
 	}
-	if _, err := lax.Mint("r-1", RoleRider, 25*time.Hour); err == nil {
+	if _, err := lax.Mint("r-1", protocol.RoleRider, 25*time.Hour); err == nil {
 		t.Error("minted a token longer than the maximum")
 	}
 }
 
 func TestMintRejectsBadInput(t *testing.T) {
 	tk := mustTokens(t, "s")
-	for _, c := range []struct{ sub, role string }{{"", RoleRider}, {strings.Repeat("x", 65), RoleRider}, {"u", "pilot"}} {
+	for _, c := range []struct{ sub, role string }{{"", protocol.RoleRider}, {strings.Repeat("x", 65), protocol.RoleRider}, {"u", "pilot"}} {
 		if _, err := tk.Mint(c.sub, c.role, time.Hour); err == nil {
 			t.Errorf("Mint(%q, %q) succeeded", c.sub, c.role)
 		}
@@ -143,7 +144,7 @@ func TestDevTokenEndpoint(t *testing.T) {
 // FuzzVerify: no input panics, and nothing but a token we minted verifies.
 func FuzzVerify(f *testing.F) {
 	tk := mustTokens(f, "fuzz-secret")
-	good, _ := tk.Mint("r-1", RoleRider, time.Hour)
+	good, _ := tk.Mint("r-1", protocol.RoleRider, time.Hour)
 	for _, s := range []string{good, "", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", good + "x", strings.ToUpper(good)} {
 		f.Add(s)
 	}
@@ -156,7 +157,7 @@ func FuzzVerify(f *testing.F) {
 }
 
 // TestSocketClosedWhenItsTokenExpires: a socket does not outlive its token
-// by more than the grace; it is closed with StatusTokenExpired and a reason
+// by more than the grace; it is closed with protocol.CloseTokenExpired and a reason
 // the phone can act on, for phones and live-map viewers alike.
 func TestSocketClosedWhenItsTokenExpires(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
@@ -164,7 +165,7 @@ func TestSocketClosedWhenItsTokenExpires(t *testing.T) {
 	s := New(Config{TokenGrace: 200 * time.Millisecond}, tokens, &published{}, noTrips{}, rdb, nil)
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
-	for _, role := range []string{RoleDriver, RoleViewer} {
+	for _, role := range []string{protocol.RoleDriver, protocol.RoleViewer} {
 		t.Run(role, func(t *testing.T) {
 			tok, err := tokens.Mint("u-"+role, role, 1500*time.Millisecond) // exp has a second's resolution
 			if err != nil {
@@ -185,8 +186,8 @@ func TestSocketClosedWhenItsTokenExpires(t *testing.T) {
 					break
 				}
 			}
-			if got := websocket.CloseStatus(err); got != StatusTokenExpired {
-				t.Fatalf("socket ended with %v (status %d), want %d", err, got, StatusTokenExpired)
+			if got := websocket.CloseStatus(err); got != protocol.CloseTokenExpired {
+				t.Fatalf("socket ended with %v (status %d), want %d", err, got, protocol.CloseTokenExpired)
 			}
 			if took := time.Since(start); took > 4*time.Second {
 				t.Fatalf("closed %s after the dial, want about the token's life plus the grace", took)

@@ -24,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
 )
 
 // testKeys are an RSA and an EC P-256 key pair, with a second pair of each
@@ -89,7 +90,7 @@ func jwksJSON(t testing.TB, keys ...map[string]string) []byte {
 // empty), expiring in exp.
 func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, exp time.Duration) string {
 	now := time.Now()
-	tok := jwt.NewWithClaims(method, Claims{Role: RoleDriver, RegisteredClaims: jwt.RegisteredClaims{Subject: "d-1",
+	tok := jwt.NewWithClaims(method, Claims{Role: protocol.RoleDriver, RegisteredClaims: jwt.RegisteredClaims{Subject: "d-1",
 		IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(exp))}})
 	if kid != "" {
 		tok.Header["kid"] = kid
@@ -198,7 +199,7 @@ func TestPublicKeyTokensAtTheHandshake(t *testing.T) {
 			if setup.tokens.CanMint() {
 				t.Fatal("a public-key authority says it can mint")
 			}
-			if _, err := setup.tokens.Mint("d-1", RoleDriver, time.Hour); !errors.Is(err, ErrCannotMint) {
+			if _, err := setup.tokens.Mint("d-1", protocol.RoleDriver, time.Hour); !errors.Is(err, ErrCannotMint) {
 				t.Fatalf("Mint: %v, want ErrCannotMint", err)
 			}
 			s := New(Config{}, setup.tokens, &published{}, noTrips{}, rdb, nil)

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/protocol"
 )
 
 // Why a location was refused, the reason label of locationsRefused.
@@ -65,7 +66,7 @@ type lastFix struct {
 // location than maxKMH allows in the time between their arrivals. The
 // first location of a session is accepted. An accepted location becomes
 // the last one. The accepting path does not allocate.
-func checkLocation(last *lastFix, f *Frame, now time.Time, maxKMH float64) *ProtocolError {
+func checkLocation(last *lastFix, f *protocol.Frame, now time.Time, maxKMH float64) *protocol.Error {
 	if f.At != "" {
 		// validate has already parsed it; this cannot fail.
 		at, err := time.Parse(time.RFC3339Nano, f.At)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -57,7 +58,7 @@ func TestCheckLocation(t *testing.T) {
 			var last lastFix
 			for i, st := range tc.steps {
 				la, ln := metresNorth(lat, lng, st.northM)
-				f := Frame{Type: MsgLocation, Lat: &la, Lng: &ln, At: st.at}
+				f := protocol.Frame{Type: protocol.MsgLocation, Lat: &la, Lng: &ln, At: st.at}
 				speed0 := testutil.ToFloat64(refusedSpeedTotal)
 				skew0 := testutil.ToFloat64(refusedClockSkewTotal)
 				before := last
@@ -76,8 +77,8 @@ func TestCheckLocation(t *testing.T) {
 					}
 					continue
 				}
-				if perr == nil || perr.Code != CodeBadRequest || !strings.Contains(perr.Message, st.msg) {
-					t.Fatalf("step %d (%v m at +%v): got %v, want %s saying %q", i, st.northM, st.after, perr, CodeBadRequest, st.msg)
+				if perr == nil || perr.Code != protocol.CodeBadRequest || !strings.Contains(perr.Message, st.msg) {
+					t.Fatalf("step %d (%v m at +%v): got %v, want %s saying %q", i, st.northM, st.after, perr, protocol.CodeBadRequest, st.msg)
 				}
 				if last != before {
 					t.Fatalf("step %d: refused, but the last location changed to %+v", i, last)
@@ -94,7 +95,7 @@ func TestCheckLocation(t *testing.T) {
 func TestCheckLocationDoesNotAllocate(t *testing.T) {
 	t0 := time.Now()
 	lat, lng := 37.7749, -122.4194
-	f := Frame{Type: MsgLocation, Lat: &lat, Lng: &lng, At: t0.UTC().Format(time.RFC3339Nano)}
+	f := protocol.Frame{Type: protocol.MsgLocation, Lat: &lat, Lng: &lng, At: t0.UTC().Format(time.RFC3339Nano)}
 	var last lastFix
 	n := 0
 	allocs := testing.AllocsPerRun(100, func() {
@@ -133,10 +134,10 @@ func TestImplausibleLocationsAreNotPublished(t *testing.T) {
 	} {
 		a, b := exchange(ctx, t, c, tc.frame)
 		switch {
-		case tc.want == "ack" && a.Type != MsgAck:
+		case tc.want == "ack" && a.Type != protocol.MsgAck:
 			t.Fatalf("%s: answer %s, want an ack", tc.frame, b)
-		case tc.want != "ack" && (a.Type != MsgError || a.Code != CodeBadRequest || !strings.Contains(a.Message, tc.want)):
-			t.Fatalf("%s: answer %s, want %s saying %q", tc.frame, b, CodeBadRequest, tc.want)
+		case tc.want != "ack" && (a.Type != protocol.MsgError || a.Code != protocol.CodeBadRequest || !strings.Contains(a.Message, tc.want)):
+			t.Fatalf("%s: answer %s, want %s saying %q", tc.frame, b, protocol.CodeBadRequest, tc.want)
 		}
 	}
 	pub.mu.Lock()
@@ -160,7 +161,7 @@ func TestImplausibleLocationsAreNotPublished(t *testing.T) {
 func BenchmarkCheckLocation(b *testing.B) {
 	t0 := time.Now()
 	lat, lng := 37.7749, -122.4194
-	f := Frame{Type: MsgLocation, Lat: &lat, Lng: &lng, At: t0.UTC().Format(time.RFC3339Nano)}
+	f := protocol.Frame{Type: protocol.MsgLocation, Lat: &lat, Lng: &lng, At: t0.UTC().Format(time.RFC3339Nano)}
 	var last lastFix
 	n := 0
 	for b.Loop() {

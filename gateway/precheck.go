@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 	"github.com/hexride/hexride/trip"
 )
@@ -17,16 +18,16 @@ import (
 // become, on the trip as stored now. Tripstate decides again when it
 // applies the command, so a race between two phones is still settled once,
 // there.
-func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *ProtocolError {
-	unavailable := &ProtocolError{Code: CodeUnavailable, Message: "trip state unavailable; safe to retry"}
-	if f.Type == MsgRideRequest {
+func (s *Server) precheck(ctx context.Context, sess *session, f protocol.Frame) *protocol.Error {
+	unavailable := &protocol.Error{Code: protocol.CodeUnavailable, Message: "trip state unavailable; safe to retry"}
+	if f.Type == protocol.MsgRideRequest {
 		t, ok, err := s.trips.CurrentTrip(ctx, sess.user, sess.role)
 		if err != nil {
 			s.log.Warn("precheck current trip", "user", sess.user, "err", err)
 			return unavailable
 		}
 		if ok && !ride.Terminal(t.State) {
-			return &ProtocolError{Code: CodeConflict, Message: fmt.Sprintf("you already have an active trip %s", t.TripID)}
+			return &protocol.Error{Code: protocol.CodeConflict, Message: fmt.Sprintf("you already have an active trip %s", t.TripID)}
 		}
 		return nil
 	}
@@ -43,20 +44,20 @@ func (s *Server) precheck(ctx context.Context, sess *session, f Frame) *Protocol
 	if !errors.As(err, &r) {
 		// Only a malformed ride.request is refused otherwise, and frames
 		// are checked before they get here.
-		return &ProtocolError{Code: CodeBadRequest, Message: err.Error()}
+		return &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
 	}
-	code := CodeConflict
+	code := protocol.CodeConflict
 	switch r.Code {
 	case trip.CodeNotFound:
-		code = CodeNotFound
+		code = protocol.CodeNotFound
 	case trip.CodeForbidden:
-		code = CodeForbidden
+		code = protocol.CodeForbidden
 	}
-	return &ProtocolError{Code: code, Message: r.Reason}
+	return &protocol.Error{Code: code, Message: r.Reason}
 }
 
 // tripCommand is the trip command a phone's frame becomes (a ride.request
 // gets its trip id and places where it is published).
-func tripCommand(sess *session, f Frame) ride.TripCommand {
+func tripCommand(sess *session, f protocol.Frame) ride.TripCommand {
 	return ride.TripCommand{TripID: f.TripID, UserID: sess.user, Role: sess.role, OfferID: f.OfferID, Reason: f.Reason}
 }

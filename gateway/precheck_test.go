@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 )
 
@@ -51,31 +52,31 @@ func TestPrecheckAnswersAsTripDecides(t *testing.T) {
 	}
 	cases := []struct {
 		name, user, role string
-		f                Frame
+		f                protocol.Frame
 		code             string // "" lets it through
 	}{
-		{"accept of the open offer", "d-1", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, ""},
-		{"decline of the open offer", "d-1", RoleDriver, Frame{Type: MsgOfferDecline, TripID: "t-offered", OfferID: "o-1"}, ""},
-		{"accept by a driver never offered", "d-9", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, CodeForbidden},
-		{"accept by a driver offered before", "d-0", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, CodeConflict},
-		{"accept of another offer", "d-1", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-offered", OfferID: "o-old"}, CodeConflict},
-		{"accept after expiry", "d-1", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-expired", OfferID: "o-2"}, CodeConflict},
-		{"decline after expiry", "d-1", RoleDriver, Frame{Type: MsgOfferDecline, TripID: "t-expired", OfferID: "o-2"}, ""},
-		{"accept of an accepted trip", "d-1", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-accepted", OfferID: "o-1"}, CodeConflict},
-		{"no such trip", "d-1", RoleDriver, Frame{Type: MsgOfferAccept, TripID: "t-none", OfferID: "o-1"}, CodeNotFound},
-		{"cancel by the rider", "r-1", RoleRider, Frame{Type: MsgTripCancel, TripID: "t-offered"}, ""},
-		{"cancel by another rider", "r-9", RoleRider, Frame{Type: MsgTripCancel, TripID: "t-offered"}, CodeForbidden},
-		{"cancel by the offered driver is early", "d-1", RoleDriver, Frame{Type: MsgTripCancel, TripID: "t-offered"}, CodeConflict},
-		{"cancel by the driver", "d-1", RoleDriver, Frame{Type: MsgTripCancel, TripID: "t-accepted", Reason: "flat tyre"}, ""},
-		{"cancel of an ended trip", "r-4", RoleRider, Frame{Type: MsgTripCancel, TripID: "t-done"}, CodeConflict},
-		{"cancel of someone's ended trip", "r-9", RoleRider, Frame{Type: MsgTripCancel, TripID: "t-done"}, CodeForbidden},
-		{"arrive", "d-1", RoleDriver, Frame{Type: MsgTripArrive, TripID: "t-accepted"}, ""},
-		{"arrive before the accept is applied", "d-1", RoleDriver, Frame{Type: MsgTripArrive, TripID: "t-offered"}, CodeConflict},
-		{"arrive by another driver", "d-9", RoleDriver, Frame{Type: MsgTripArrive, TripID: "t-accepted"}, CodeForbidden},
-		{"start before arriving", "d-1", RoleDriver, Frame{Type: MsgTripStart, TripID: "t-accepted"}, CodeConflict},
-		{"complete twice", "d-1", RoleDriver, Frame{Type: MsgTripComplete, TripID: "t-done"}, CodeConflict},
-		{"request with an active trip", "r-1", RoleRider, Frame{Type: MsgRideRequest}, CodeConflict},
-		{"request without one", "r-5", RoleRider, Frame{Type: MsgRideRequest}, ""},
+		{"accept of the open offer", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, ""},
+		{"decline of the open offer", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferDecline, TripID: "t-offered", OfferID: "o-1"}, ""},
+		{"accept by a driver never offered", "d-9", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, protocol.CodeForbidden},
+		{"accept by a driver offered before", "d-0", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-offered", OfferID: "o-1"}, protocol.CodeConflict},
+		{"accept of another offer", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-offered", OfferID: "o-old"}, protocol.CodeConflict},
+		{"accept after expiry", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-expired", OfferID: "o-2"}, protocol.CodeConflict},
+		{"decline after expiry", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferDecline, TripID: "t-expired", OfferID: "o-2"}, ""},
+		{"accept of an accepted trip", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-accepted", OfferID: "o-1"}, protocol.CodeConflict},
+		{"no such trip", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgOfferAccept, TripID: "t-none", OfferID: "o-1"}, protocol.CodeNotFound},
+		{"cancel by the rider", "r-1", protocol.RoleRider, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-offered"}, ""},
+		{"cancel by another rider", "r-9", protocol.RoleRider, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-offered"}, protocol.CodeForbidden},
+		{"cancel by the offered driver is early", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-offered"}, protocol.CodeConflict},
+		{"cancel by the driver", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-accepted", Reason: "flat tyre"}, ""},
+		{"cancel of an ended trip", "r-4", protocol.RoleRider, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-done"}, protocol.CodeConflict},
+		{"cancel of someone's ended trip", "r-9", protocol.RoleRider, protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-done"}, protocol.CodeForbidden},
+		{"arrive", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripArrive, TripID: "t-accepted"}, ""},
+		{"arrive before the accept is applied", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripArrive, TripID: "t-offered"}, protocol.CodeConflict},
+		{"arrive by another driver", "d-9", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripArrive, TripID: "t-accepted"}, protocol.CodeForbidden},
+		{"start before arriving", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripStart, TripID: "t-accepted"}, protocol.CodeConflict},
+		{"complete twice", "d-1", protocol.RoleDriver, protocol.Frame{Type: protocol.MsgTripComplete, TripID: "t-done"}, protocol.CodeConflict},
+		{"request with an active trip", "r-1", protocol.RoleRider, protocol.Frame{Type: protocol.MsgRideRequest}, protocol.CodeConflict},
+		{"request without one", "r-5", protocol.RoleRider, protocol.Frame{Type: protocol.MsgRideRequest}, ""},
 	}
 	s := &Server{trips: someTrips{trips: trips}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, tc := range cases {
@@ -92,8 +93,8 @@ func TestPrecheckAnswersAsTripDecides(t *testing.T) {
 		})
 	}
 	s.trips = someTrips{trips: trips, err: errors.New("redis down")}
-	if perr := s.precheck(context.Background(), &session{user: "d-1", role: RoleDriver},
-		Frame{Type: MsgTripArrive, TripID: "t-accepted"}); perr == nil || perr.Code != CodeUnavailable {
-		t.Fatalf("with the store down: %v, want %s", perr, CodeUnavailable)
+	if perr := s.precheck(context.Background(), &session{user: "d-1", role: protocol.RoleDriver},
+		protocol.Frame{Type: protocol.MsgTripArrive, TripID: "t-accepted"}); perr == nil || perr.Code != protocol.CodeUnavailable {
+		t.Fatalf("with the store down: %v, want %s", perr, protocol.CodeUnavailable)
 	}
 }

@@ -9,15 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hexride/hexride/protocol"
+	"github.com/coder/websocket"
 	fastjson "github.com/segmentio/encoding/json"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 func fp(v float64) *float64 { return &v }
 func bp(v bool) *bool       { return &v }
 
 // frameString renders a frame for failure messages.
-func frameString(f Frame) string {
+func frameString(f protocol.Frame) string {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return fmt.Sprintf("%+v", f)
@@ -28,67 +30,67 @@ func frameString(f Frame) string {
 func ip(v int64) *int64 { return &v }
 
 func TestDecodeFrameValid(t *testing.T) {
-	id64 := strings.Repeat("i", MaxIDBytes)
-	text256 := strings.Repeat("t", maxTextBytes)
-	pt := func(lat, lng float64) *Point { return &Point{Lat: &lat, Lng: &lng} }
+	id64 := strings.Repeat("i", protocol.MaxIDBytes)
+	text256 := strings.Repeat("t", protocol.MaxTextBytes)
+	pt := func(lat, lng float64) *protocol.Point { return &protocol.Point{Lat: &lat, Lng: &lng} }
 	sf, oak := pt(37.7749, -122.4194), pt(37.8044, -122.2712)
 	tests := []struct {
 		name  string
 		frame string
-		want  Frame
+		want  protocol.Frame
 	}{
 		{"location minimal", `{"type":"location","lat":37.7749,"lng":-122.4194}`,
-			Frame{Type: MsgLocation, Lat: fp(37.7749), Lng: fp(-122.4194)}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(37.7749), Lng: fp(-122.4194)}},
 		{"location full", `{"type":"location","id":"p1","lat":37.7749,"lng":-122.4194,"heading":90,"speed_mps":8.5,"at":"2026-11-22T21:00:00.120Z"}`,
-			Frame{Type: MsgLocation, ID: "p1", Lat: fp(37.7749), Lng: fp(-122.4194), Heading: fp(90), SpeedMPS: fp(8.5), At: "2026-11-22T21:00:00.120Z"}},
+			protocol.Frame{Type: protocol.MsgLocation, ID: "p1", Lat: fp(37.7749), Lng: fp(-122.4194), Heading: fp(90), SpeedMPS: fp(8.5), At: "2026-11-22T21:00:00.120Z"}},
 		{"location at the poles and the antimeridian", `{"type":"location","lat":-90,"lng":180}`,
-			Frame{Type: MsgLocation, Lat: fp(-90), Lng: fp(180)}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(-90), Lng: fp(180)}},
 		{"location lat 90 lng -180", `{"type":"location","lat":90,"lng":-180}`,
-			Frame{Type: MsgLocation, Lat: fp(90), Lng: fp(-180)}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(90), Lng: fp(-180)}},
 		{"location zero everything", `{"type":"location","lat":0,"lng":0,"heading":0,"speed_mps":0}`,
-			Frame{Type: MsgLocation, Lat: fp(0), Lng: fp(0), Heading: fp(0), SpeedMPS: fp(0)}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(0), Lng: fp(0), Heading: fp(0), SpeedMPS: fp(0)}},
 		{"location heading just under 360, speed 100", `{"type":"location","lat":1,"lng":2,"heading":359.999,"speed_mps":100}`,
-			Frame{Type: MsgLocation, Lat: fp(1), Lng: fp(2), Heading: fp(359.999), SpeedMPS: fp(100)}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(1), Lng: fp(2), Heading: fp(359.999), SpeedMPS: fp(100)}},
 		{"location at with an offset and nanoseconds", `{"type":"location","lat":1,"lng":2,"at":"2026-11-22T21:00:00.123456789+02:00"}`,
-			Frame{Type: MsgLocation, Lat: fp(1), Lng: fp(2), At: "2026-11-22T21:00:00.123456789+02:00"}},
+			protocol.Frame{Type: protocol.MsgLocation, Lat: fp(1), Lng: fp(2), At: "2026-11-22T21:00:00.123456789+02:00"}},
 		{"availability true", `{"type":"availability","id":"1","available":true}`,
-			Frame{Type: MsgAvailability, ID: "1", Available: bp(true)}},
+			protocol.Frame{Type: protocol.MsgAvailability, ID: "1", Available: bp(true)}},
 		{"availability false", `{"type":"availability","available":false}`,
-			Frame{Type: MsgAvailability, Available: bp(false)}},
+			protocol.Frame{Type: protocol.MsgAvailability, Available: bp(false)}},
 		{"ride.request", `{"type":"ride.request","id":"r1","pickup":{"lat":37.7749,"lng":-122.4194},"dropoff":{"lat":37.8044,"lng":-122.2712}}`,
-			Frame{Type: MsgRideRequest, ID: "r1", Pickup: sf, Dropoff: oak}},
+			protocol.Frame{Type: protocol.MsgRideRequest, ID: "r1", Pickup: sf, Dropoff: oak}},
 		{"offer.accept", `{"type":"offer.accept","id":"a1","offer_id":"o-1","trip_id":"t-1"}`,
-			Frame{Type: MsgOfferAccept, ID: "a1", OfferID: "o-1", TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgOfferAccept, ID: "a1", OfferID: "o-1", TripID: "t-1"}},
 		{"offer.decline", `{"type":"offer.decline","offer_id":"o-1","trip_id":"t-1"}`,
-			Frame{Type: MsgOfferDecline, OfferID: "o-1", TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgOfferDecline, OfferID: "o-1", TripID: "t-1"}},
 		{"trip.arrive", `{"type":"trip.arrive","id":"s1","trip_id":"t-1"}`,
-			Frame{Type: MsgTripArrive, ID: "s1", TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripArrive, ID: "s1", TripID: "t-1"}},
 		{"trip.start", `{"type":"trip.start","trip_id":"t-1"}`,
-			Frame{Type: MsgTripStart, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripStart, TripID: "t-1"}},
 		{"trip.complete", `{"type":"trip.complete","trip_id":"t-1"}`,
-			Frame{Type: MsgTripComplete, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripComplete, TripID: "t-1"}},
 		{"trip.cancel without reason", `{"type":"trip.cancel","id":"c1","trip_id":"t-1"}`,
-			Frame{Type: MsgTripCancel, ID: "c1", TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripCancel, ID: "c1", TripID: "t-1"}},
 		{"trip.cancel with reason", `{"type":"trip.cancel","trip_id":"t-1","reason":"changed my mind"}`,
-			Frame{Type: MsgTripCancel, TripID: "t-1", Reason: "changed my mind"}},
+			protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-1", Reason: "changed my mind"}},
 		{"id of exactly 64 bytes", `{"type":"trip.start","id":"` + id64 + `","trip_id":"t-1"}`,
-			Frame{Type: MsgTripStart, ID: id64, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripStart, ID: id64, TripID: "t-1"}},
 		{"trip_id, offer_id and reason of 256 bytes", `{"type":"offer.accept","offer_id":"` + text256 + `","trip_id":"` + text256 + `"}`,
-			Frame{Type: MsgOfferAccept, OfferID: text256, TripID: text256}},
+			protocol.Frame{Type: protocol.MsgOfferAccept, OfferID: text256, TripID: text256}},
 		{"cancel reason of 256 bytes", `{"type":"trip.cancel","trip_id":"t-1","reason":"` + text256 + `"}`,
-			Frame{Type: MsgTripCancel, TripID: "t-1", Reason: text256}},
+			protocol.Frame{Type: protocol.MsgTripCancel, TripID: "t-1", Reason: text256}},
 		{"unknown fields are ignored", `{"type":"trip.start","trip_id":"t-1","colour":"red","extra":{"a":[1,2]}}`,
-			Frame{Type: MsgTripStart, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripStart, TripID: "t-1"}},
 		{"whitespace around the object", " \n\t{\"type\":\"trip.start\",\"trip_id\":\"t-1\"}\n ",
-			Frame{Type: MsgTripStart, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripStart, TripID: "t-1"}},
 		{"empty id is no id", `{"type":"trip.start","id":"","trip_id":"t-1"}`,
-			Frame{Type: MsgTripStart, TripID: "t-1"}},
+			protocol.Frame{Type: protocol.MsgTripStart, TripID: "t-1"}},
 		{"map.inspect driver", `{"type":"map.inspect","id":"i1","kind":"driver","slot":12}`,
-			Frame{Type: MsgMapInspect, ID: "i1", Kind: "driver", Slot: ip(12)}},
+			protocol.Frame{Type: protocol.MsgMapInspect, ID: "i1", Kind: "driver", Slot: ip(12)}},
 		{"map.inspect trip at the slot bounds", `{"type":"map.inspect","kind":"trip","slot":2147483647}`,
-			Frame{Type: MsgMapInspect, Kind: "trip", Slot: ip(MaxMapSlot)}},
+			protocol.Frame{Type: protocol.MsgMapInspect, Kind: "trip", Slot: ip(protocol.MaxMapSlot)}},
 		{"map.inspect slot 0", `{"type":"map.inspect","kind":"trip","slot":0}`,
-			Frame{Type: MsgMapInspect, Kind: "trip", Slot: ip(0)}},
+			protocol.Frame{Type: protocol.MsgMapInspect, Kind: "trip", Slot: ip(0)}},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -103,7 +105,7 @@ func TestDecodeFrameValid(t *testing.T) {
 		})
 		covered[tc.want.Type] = true
 	}
-	for typ := range ClientMessageTypes {
+	for typ := range protocol.ClientMessageTypes {
 		if !covered[typ] {
 			t.Errorf("no valid-frame case for client message type %q", typ)
 		}
@@ -143,11 +145,11 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		{"type null", `{"type":null,"id":"m7"}`, "m7"},
 
 		// id.
-		{"id over 64 bytes", `{"type":"trip.start","id":"` + long(MaxIDBytes+1) + `","trip_id":"t-1"}`, ""},
-		{"id over 64 bytes in a malformed frame", `{"type":"location","id":"` + long(MaxIDBytes+1) + `","lat":"x"}`, ""},
+		{"id over 64 bytes", `{"type":"trip.start","id":"` + long(protocol.MaxIDBytes+1) + `","trip_id":"t-1"}`, ""},
+		{"id over 64 bytes in a malformed frame", `{"type":"location","id":"` + long(protocol.MaxIDBytes+1) + `","lat":"x"}`, ""},
 		// The "one JSON object per frame" path once echoed the id without
 		// the length check every other path makes.
-		{"id over 64 bytes in two objects", `{"type":"trip.start","id":"` + long(MaxIDBytes+1) + `","trip_id":"t-1"} {}`, ""},
+		{"id over 64 bytes in two objects", `{"type":"trip.start","id":"` + long(protocol.MaxIDBytes+1) + `","trip_id":"t-1"} {}`, ""},
 		{"id of the wrong JSON type", `{"type":"trip.start","id":7,"trip_id":"t-1"}`, ""},
 
 		// map.inspect.
@@ -202,8 +204,8 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		{"offer.accept missing offer_id", `{"type":"offer.accept","id":"o1","trip_id":"t-1"}`, "o1"},
 		{"offer.accept missing trip_id", `{"type":"offer.accept","id":"o2","offer_id":"o-1"}`, "o2"},
 		{"offer.accept empty offer_id", `{"type":"offer.accept","id":"o3","offer_id":"","trip_id":"t-1"}`, "o3"},
-		{"offer.accept trip_id over 256 bytes", `{"type":"offer.accept","id":"o4","offer_id":"o-1","trip_id":"` + long(maxTextBytes+1) + `"}`, "o4"},
-		{"offer.accept offer_id over 256 bytes", `{"type":"offer.accept","id":"o5","offer_id":"` + long(maxTextBytes+1) + `","trip_id":"t-1"}`, "o5"},
+		{"offer.accept trip_id over 256 bytes", `{"type":"offer.accept","id":"o4","offer_id":"o-1","trip_id":"` + long(protocol.MaxTextBytes+1) + `"}`, "o4"},
+		{"offer.accept offer_id over 256 bytes", `{"type":"offer.accept","id":"o5","offer_id":"` + long(protocol.MaxTextBytes+1) + `","trip_id":"t-1"}`, "o5"},
 		{"offer.accept trip_id as a number", `{"type":"offer.accept","id":"o6","offer_id":"o-1","trip_id":1}`, "o6"},
 		{"offer.decline missing offer_id", `{"type":"offer.decline","id":"o7","trip_id":"t-1"}`, "o7"},
 		{"offer.decline missing trip_id", `{"type":"offer.decline","id":"o8","offer_id":"o-1"}`, "o8"},
@@ -213,26 +215,26 @@ func TestDecodeFrameInvalid(t *testing.T) {
 		{"trip.start missing trip_id", `{"type":"trip.start","id":"s2"}`, "s2"},
 		{"trip.complete missing trip_id", `{"type":"trip.complete","id":"s3"}`, "s3"},
 		{"trip.complete empty trip_id", `{"type":"trip.complete","id":"s4","trip_id":""}`, "s4"},
-		{"trip.arrive trip_id over 256 bytes", `{"type":"trip.arrive","id":"s5","trip_id":"` + long(maxTextBytes+1) + `"}`, "s5"},
+		{"trip.arrive trip_id over 256 bytes", `{"type":"trip.arrive","id":"s5","trip_id":"` + long(protocol.MaxTextBytes+1) + `"}`, "s5"},
 		{"trip.cancel missing trip_id", `{"type":"trip.cancel","id":"s6","reason":"late"}`, "s6"},
-		{"trip.cancel reason over 256 bytes", `{"type":"trip.cancel","id":"s7","trip_id":"t-1","reason":"` + long(maxTextBytes+1) + `"}`, "s7"},
+		{"trip.cancel reason over 256 bytes", `{"type":"trip.cancel","id":"s7","trip_id":"t-1","reason":"` + long(protocol.MaxTextBytes+1) + `"}`, "s7"},
 		{"trip.cancel reason as a number", `{"type":"trip.cancel","id":"s8","trip_id":"t-1","reason":5}`, "s8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f, perr := DecodeFrame([]byte(tc.frame))
 			if perr == nil {
-				t.Fatalf("DecodeFrame(%.120s) accepted it as %s; want code %q", tc.frame, frameString(f), CodeBadRequest)
+				t.Fatalf("DecodeFrame(%.120s) accepted it as %s; want code %q", tc.frame, frameString(f), protocol.CodeBadRequest)
 			}
-			if perr.Code != CodeBadRequest {
-				t.Errorf("DecodeFrame(%.120s) code = %q, want %q (%v)", tc.frame, perr.Code, CodeBadRequest, perr)
+			if perr.Code != protocol.CodeBadRequest {
+				t.Errorf("DecodeFrame(%.120s) code = %q, want %q (%v)", tc.frame, perr.Code, protocol.CodeBadRequest, perr)
 			}
 			if perr.Message == "" {
 				t.Errorf("DecodeFrame(%.120s) gave an empty error message", tc.frame)
 			}
 			if f.ID != tc.wantID {
 				t.Errorf("DecodeFrame(%.120s) id = %q (%d bytes), want %q: the error answer must name the frame's id when it is readable and at most %d bytes",
-					tc.frame, f.ID, len(f.ID), tc.wantID, MaxIDBytes)
+					tc.frame, f.ID, len(f.ID), tc.wantID, protocol.MaxIDBytes)
 			}
 		})
 	}
@@ -241,25 +243,25 @@ func TestDecodeFrameInvalid(t *testing.T) {
 func TestAuthorize(t *testing.T) {
 	// Who may send what, from protocol.md's client → server table.
 	allowed := map[string][]string{
-		MsgLocation:     {RoleDriver},
-		MsgAvailability: {RoleDriver},
-		MsgRideRequest:  {RoleRider},
-		MsgOfferAccept:  {RoleDriver},
-		MsgOfferDecline: {RoleDriver},
-		MsgTripArrive:   {RoleDriver},
-		MsgTripStart:    {RoleDriver},
-		MsgTripComplete: {RoleDriver},
-		MsgTripCancel:   {RoleRider, RoleDriver},
+		protocol.MsgLocation:     {protocol.RoleDriver},
+		protocol.MsgAvailability: {protocol.RoleDriver},
+		protocol.MsgRideRequest:  {protocol.RoleRider},
+		protocol.MsgOfferAccept:  {protocol.RoleDriver},
+		protocol.MsgOfferDecline: {protocol.RoleDriver},
+		protocol.MsgTripArrive:   {protocol.RoleDriver},
+		protocol.MsgTripStart:    {protocol.RoleDriver},
+		protocol.MsgTripComplete: {protocol.RoleDriver},
+		protocol.MsgTripCancel:   {protocol.RoleRider, protocol.RoleDriver},
 		// protocol.md: "The live map (viewer) speaks its own messages,
 		// documented in the same AsyncAPI file".
-		MsgMapInspect: {RoleViewer},
+		protocol.MsgMapInspect: {protocol.RoleViewer},
 	}
-	for typ := range ClientMessageTypes {
+	for typ := range protocol.ClientMessageTypes {
 		if _, ok := allowed[typ]; !ok {
 			t.Errorf("client message type %q is not in protocol.md's table (update this test and the contract)", typ)
 		}
 	}
-	roles := []string{RoleDriver, RoleRider, RoleViewer, "", "admin", "DRIVER"}
+	roles := []string{protocol.RoleDriver, protocol.RoleRider, protocol.RoleViewer, "", "admin", "DRIVER"}
 	types := make([]string, 0, len(allowed))
 	for typ := range allowed {
 		types = append(types, typ)
@@ -272,21 +274,21 @@ func TestAuthorize(t *testing.T) {
 				want = want || r == role
 			}
 			t.Run(fmt.Sprintf("%s sends %s", role, typ), func(t *testing.T) {
-				perr := Authorize(role, Frame{Type: typ, ID: "x", TripID: "t-1"})
+				perr := Authorize(role, protocol.Frame{Type: typ, ID: "x", TripID: "t-1"})
 				switch {
 				case want && perr != nil:
 					t.Errorf("Authorize(%q, %s) = %v, want allowed", role, typ, perr)
 				case !want && perr == nil:
-					t.Errorf("Authorize(%q, %s) allowed it, want %q", role, typ, CodeForbidden)
-				case !want && perr.Code != CodeForbidden:
-					t.Errorf("Authorize(%q, %s) code = %q, want %q", role, typ, perr.Code, CodeForbidden)
+					t.Errorf("Authorize(%q, %s) allowed it, want %q", role, typ, protocol.CodeForbidden)
+				case !want && perr.Code != protocol.CodeForbidden:
+					t.Errorf("Authorize(%q, %s) code = %q, want %q", role, typ, perr.Code, protocol.CodeForbidden)
 				}
 			})
 		}
 	}
-	for _, typ := range []string{"teleport", "", MsgAck, protocol.PushTrip} {
-		if perr := Authorize(RoleDriver, Frame{Type: typ}); perr == nil || perr.Code != CodeForbidden {
-			t.Errorf("Authorize(driver, %q) = %v, want %q", typ, perr, CodeForbidden)
+	for _, typ := range []string{"teleport", "", protocol.MsgAck, protocol.PushTrip} {
+		if perr := Authorize(protocol.RoleDriver, protocol.Frame{Type: typ}); perr == nil || perr.Code != protocol.CodeForbidden {
+			t.Errorf("Authorize(driver, %q) = %v, want %q", typ, perr, protocol.CodeForbidden)
 		}
 	}
 }
@@ -311,7 +313,7 @@ var decodeFrameSeeds = []string{
 	`{"type":"ride.request","pickup":null}`,
 	`{"type":"teleport","id":"u"}`,
 	`{"type":5}`,
-	`{"id":"` + strings.Repeat("x", MaxIDBytes+1) + `"}`,
+	`{"id":"` + strings.Repeat("x", protocol.MaxIDBytes+1) + `"}`,
 	`{"type":"trip.start","trip_id":"t-1"} {}`,
 	`{"type":"trip.start","trip_id":"\ud800"}`,
 	`{"type":"trip.start","trip_id":"t","trip_id":"u"}`,
@@ -337,16 +339,16 @@ func FuzzDecodeFrame(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, perr := DecodeFrame(b)
-		if len(fr.ID) > MaxIDBytes {
-			t.Fatalf("DecodeFrame(%q) returned an id of %d bytes; ids are at most %d", b, len(fr.ID), MaxIDBytes)
+		if len(fr.ID) > protocol.MaxIDBytes {
+			t.Fatalf("DecodeFrame(%q) returned an id of %d bytes; ids are at most %d", b, len(fr.ID), protocol.MaxIDBytes)
 		}
 		if perr != nil {
-			if perr.Code != CodeBadRequest {
-				t.Fatalf("DecodeFrame(%q) code = %q, want %q", b, perr.Code, CodeBadRequest)
+			if perr.Code != protocol.CodeBadRequest {
+				t.Fatalf("DecodeFrame(%q) code = %q, want %q", b, perr.Code, protocol.CodeBadRequest)
 			}
 			return
 		}
-		if _, ok := ClientMessageTypes[fr.Type]; !ok {
+		if _, ok := protocol.ClientMessageTypes[fr.Type]; !ok {
 			t.Fatalf("DecodeFrame(%q) accepted unknown type %q", b, fr.Type)
 		}
 		again, err := json.Marshal(fr)
@@ -371,11 +373,11 @@ func FuzzDecodeFrameFastPath(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fast Frame
+		var fast protocol.Frame
 		if fastjson.Unmarshal(b, &fast) != nil {
 			return
 		}
-		var std Frame
+		var std protocol.Frame
 		dec := json.NewDecoder(bytes.NewReader(b))
 		if err := dec.Decode(&std); err != nil {
 			t.Fatalf("segmentio accepts %q as %s, encoding/json refuses it: %v", b, frameString(fast), err)
@@ -412,7 +414,7 @@ func BenchmarkDecodeFrame(b *testing.B) {
 	})
 	b.Run("encoding/json", func(b *testing.B) {
 		for b.Loop() {
-			var f Frame
+			var f protocol.Frame
 			if perr := decodeFrameStd(frame, &f); perr != nil {
 				b.Fatal(perr)
 			}
@@ -437,6 +439,26 @@ func TestDecodeFrameKeepsNothingOfItsInput(t *testing.T) {
 		}
 		if got := frameString(f); got != want {
 			t.Errorf("after its input was overwritten, %s became %s", want, got)
+		}
+	}
+}
+
+// The close codes the contract names are the ones the gateway closes with
+// through the WebSocket library's names.
+func TestCloseCodesAreTheLibrarys(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		contract websocket.StatusCode
+		library  websocket.StatusCode
+	}{
+		{"CloseNormal", protocol.CloseNormal, websocket.StatusNormalClosure},
+		{"CloseGoingAway", protocol.CloseGoingAway, websocket.StatusGoingAway},
+		{"ClosePolicyViolation", protocol.ClosePolicyViolation, websocket.StatusPolicyViolation},
+		{"CloseMessageTooBig", protocol.CloseMessageTooBig, websocket.StatusMessageTooBig},
+		{"CloseTryAgainLater", protocol.CloseTryAgainLater, websocket.StatusTryAgainLater},
+	} {
+		if tc.contract != tc.library {
+			t.Errorf("protocol.%s is %d; the gateway closes with %v (%d)", tc.name, int(tc.contract), tc.library, int(tc.library))
 		}
 	}
 }

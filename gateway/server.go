@@ -54,7 +54,7 @@ type Config struct {
 	// DevTokenTTL is the lifetime of development tokens (24 h).
 	DevTokenTTL time.Duration
 	// TokenGrace is how long a socket may outlive its token before it is
-	// closed with StatusTokenExpired (30 s), so a phone reconnecting with a
+	// closed with protocol.CloseTokenExpired (30 s), so a phone reconnecting with a
 	// fresh token just in time is not cut off mid-frame.
 	TokenGrace time.Duration
 	// RatePerSec and Burst bound frames per connection (20/s, burst 40).

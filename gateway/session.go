@@ -154,7 +154,7 @@ func (s *session) drain() {
 }
 
 // answer queues an ack or error; answers are not numbered.
-func (s *session) answer(a answer) {
+func (s *session) answer(a protocol.Answer) {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return
@@ -170,7 +170,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, httpError{"unauthorized", err.Error()})
 		return
 	}
-	if claims.Role == RoleViewer {
+	if claims.Role == protocol.RoleViewer {
 		s.serveViewer(w, r, claims) // the live map: see viewer.go
 		return
 	}
@@ -178,7 +178,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("after_seq"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeJSON(w, http.StatusBadRequest, httpError{CodeBadRequest, "after_seq must be a non-negative integer"})
+			writeJSON(w, http.StatusBadRequest, httpError{protocol.CodeBadRequest, "after_seq must be a non-negative integer"})
 			return
 		}
 		afterSeq = n
@@ -220,7 +220,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	stopExpiry := closeAtExpiry(claims, s.cfg.TokenGrace, func() {
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
-		sess.endLocked(StatusTokenExpired, "token expired; reconnect with a fresh token")
+		sess.endLocked(protocol.CloseTokenExpired, "token expired; reconnect with a fresh token")
 	})
 	// The socket outlives this handler: returning frees the request's
 	// state, and the session's one goroutine reads until the socket ends.
@@ -237,7 +237,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // down or the upgrade failed; the client has its answer then.
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, small bool) (c *websocket.Conn, release func(), ok bool) {
 	if !s.sessions.add() {
-		writeJSON(w, http.StatusServiceUnavailable, httpError{CodeUnavailable, "the gateway is shutting down; reconnect"})
+		writeJSON(w, http.StatusServiceUnavailable, httpError{protocol.CodeUnavailable, "the gateway is shutting down; reconnect"})
 		return nil, nil, false
 	}
 	hj := &hijacker{ResponseWriter: w, small: small}
@@ -247,7 +247,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, small bool) (c 
 		s.log.Debug("websocket accept", "err", err)
 		return nil, nil, false
 	}
-	c.SetReadLimit(MaxFrameBytes)
+	c.SetReadLimit(protocol.MaxFrameBytes)
 	untrack := s.sessions.track(c, hj.conn)
 	return c, func() { untrack(); s.sessions.done() }, true
 }
@@ -348,7 +348,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
 			}
 			f, _ := DecodeFrame(*buf)
-			s.sendError(sess, f.ID, &ProtocolError{Code: CodeRateLimited, Message: "too many messages; slow down"})
+			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"})
 		case typ != websocket.MessageText:
 			strikes = 0
 			s.sendError(sess, "", badRequest("frames must be text"))
@@ -361,9 +361,9 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 	}
 }
 
-func (s *Server) sendError(sess *session, id string, pe *ProtocolError) {
+func (s *Server) sendError(sess *session, id string, pe *protocol.Error) {
 	errorsTotal.WithLabelValues(pe.Code).Inc()
-	sess.answer(answer{Type: MsgError, ID: id, Code: pe.Code, Message: pe.Message})
+	sess.answer(protocol.Answer{Type: protocol.MsgError, ID: id, Code: pe.Code, Message: pe.Message})
 }
 
 // handleFrame turns one frame into an event, or into an error that changes
@@ -382,7 +382,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 	}
 	now := time.Now()
 	switch f.Type {
-	case MsgLocation:
+	case protocol.MsgLocation:
 		if perr := checkLocation(&sess.fix, &f, now, s.cfg.MaxSpeedKMH); perr != nil {
 			s.sendError(sess, f.ID, perr)
 			return
@@ -403,24 +403,24 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		}
 		if err != nil {
 			s.log.Warn("publish location", "driver", sess.user, "err", err)
-			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "location not recorded; the event log is unavailable"})
+			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "location not recorded; the event log is unavailable"})
 		} else if f.ID != "" {
-			sess.answer(answer{Type: MsgAck, ID: f.ID})
+			sess.answer(protocol.Answer{Type: protocol.MsgAck, ID: f.ID})
 		}
 		return
-	case MsgAvailability:
-		s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
+	case protocol.MsgAvailability:
+		s.command(ctx, sess, f, func() (ev.Outgoing, string, *protocol.Error) {
 			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ride.DriverAvailability{DriverID: sess.user, Available: *f.Available})
 			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
 		}, s.recordAvailability)
 		return
 	}
-	s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
+	s.command(ctx, sess, f, func() (ev.Outgoing, string, *protocol.Error) {
 		if perr := s.precheck(ctx, sess, f); perr != nil {
 			return ev.Outgoing{}, "", perr
 		}
 		cmd := tripCommand(sess, f)
-		if f.Type == MsgRideRequest {
+		if f.Type == protocol.MsgRideRequest {
 			cmd.TripID = "t-" + ev.NewID()[:20]
 			cmd.Pickup, cmd.Dropoff = f.Pickup.LatLng(), f.Dropoff.LatLng()
 		}
@@ -441,11 +441,11 @@ func (s *Server) recordAvailability(ctx context.Context, out ev.Outgoing) error 
 	return s.supply.Set(ctx, a.DriverID, out.Env.OccurredAt, a.Available)
 }
 
-func internalErr(err error) *ProtocolError {
+func internalErr(err error) *protocol.Error {
 	if err == nil {
 		return nil
 	}
-	return &ProtocolError{Code: CodeUnavailable, Message: "internal error; safe to retry"}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Message: "internal error; safe to retry"}
 }
 
 // stored is what the gateway remembers of a command with an id, so a resend
@@ -477,7 +477,7 @@ func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
 // after, if set, runs once the event is durable and before the ack; if it
 // fails the phone hears unavailable, and its resend publishes the same
 // event again and runs after again.
-func (s *Server) command(ctx context.Context, sess *session, f Frame, build func() (ev.Outgoing, string, *ProtocolError),
+func (s *Server) command(ctx context.Context, sess *session, f protocol.Frame, build func() (ev.Outgoing, string, *protocol.Error),
 	after func(context.Context, ev.Outgoing) error) {
 	var st stored
 	resend := false
@@ -488,12 +488,12 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 			if json.Unmarshal(b, &st) == nil && (st.Type == f.Type || st.Type == "" && st.Out.Env.Type == f.Type) {
 				resend = true
 			} else {
-				s.sendError(sess, f.ID, &ProtocolError{Code: CodeConflict, Message: "this id was already used for a different command"})
+				s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeConflict, Message: "this id was already used for a different command"})
 				return
 			}
 		case !errors.Is(err, redis.Nil):
 			s.log.Warn("read command memory", "err", err)
-			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
+			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "state store unavailable; safe to retry"})
 			return
 		}
 	}
@@ -508,7 +508,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 			b, _ := json.Marshal(st)
 			ok, err := s.rdb.SetNX(ctx, commandKey(sess.user, f.ID), b, commandMemory).Result()
 			if err != nil || !ok {
-				s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "could not record the command; safe to retry"})
+				s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "could not record the command; safe to retry"})
 				return
 			}
 		}
@@ -520,17 +520,17 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 		// The memory stays: a write that timed out may still land, and the
 		// resend must then be the very same event (same id, which tripstate
 		// applies once), not a second command.
-		s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "the event log could not take it; safe to retry"})
+		s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the event log could not take it; safe to retry"})
 		return
 	}
 	if after != nil {
 		if err := after(pctx, st.Out); err != nil {
 			s.log.Warn("after publishing command", "type", f.Type, "user", sess.user, "err", err)
-			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
+			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "state store unavailable; safe to retry"})
 			return
 		}
 	}
 	if f.ID != "" {
-		sess.answer(answer{Type: MsgAck, ID: f.ID, TripID: st.TripID})
+		sess.answer(protocol.Answer{Type: protocol.MsgAck, ID: f.ID, TripID: st.TripID})
 	}
 }

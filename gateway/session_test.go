@@ -21,6 +21,7 @@ import (
 
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 )
 
@@ -74,7 +75,7 @@ func startGateway(t *testing.T) (*Server, *httptest.Server) {
 
 func dialDriver(t *testing.T, s *Server, hs *httptest.Server, sub string) *websocket.Conn {
 	t.Helper()
-	tok, err := s.tokens.Mint(sub, RoleDriver, time.Hour)
+	tok, err := s.tokens.Mint(sub, protocol.RoleDriver, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +143,8 @@ func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a answer
-	if err := json.Unmarshal(b, &a); err != nil || a.Type != MsgAck || a.ID != "a1" {
+	var a protocol.Answer
+	if err := json.Unmarshal(b, &a); err != nil || a.Type != protocol.MsgAck || a.ID != "a1" {
 		t.Fatalf("answer %s (%v); want an ack of a1", b, err)
 	}
 	s.hub.deliver("idle-0", 1, []byte(`{"type":"trip","seq":1}`))
@@ -199,7 +200,7 @@ func TestFramesSentWithTheUpgradeAreRead(t *testing.T) {
 		{"more than a small buffer holds", 2 * phoneBufferSize / 60},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok, err := s.tokens.Mint("early-"+strconv.Itoa(tc.frames), RoleDriver, time.Hour)
+			tok, err := s.tokens.Mint("early-"+strconv.Itoa(tc.frames), protocol.RoleDriver, time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,7 +311,7 @@ func TestCloseCutsPhonesThatDoNotAnswer(t *testing.T) {
 // the pooled buffers, one after another on a socket, and a frame over the
 // limit is an error.
 func TestReadFrame(t *testing.T) {
-	sizes := []int{1, phoneBufferSize - 1, phoneBufferSize, phoneBufferSize + 1, 3 * phoneBufferSize, MaxFrameBytes, 7}
+	sizes := []int{1, phoneBufferSize - 1, phoneBufferSize, phoneBufferSize + 1, 3 * phoneBufferSize, protocol.MaxFrameBytes, 7}
 	type read struct {
 		typ  websocket.MessageType
 		data []byte
@@ -323,7 +324,7 @@ func TestReadFrame(t *testing.T) {
 			return
 		}
 		defer c.CloseNow()
-		c.SetReadLimit(MaxFrameBytes)
+		c.SetReadLimit(protocol.MaxFrameBytes)
 		for {
 			typ, buf, err := readFrame(r.Context(), c)
 			if err != nil {
@@ -342,15 +343,15 @@ func TestReadFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	for i, n := range append(sizes, MaxFrameBytes+1) {
+	for i, n := range append(sizes, protocol.MaxFrameBytes+1) {
 		msg := bytes.Repeat([]byte{byte('a' + i)}, n)
 		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
 			t.Fatal(err)
 		}
 		got := <-reads
-		if n > MaxFrameBytes {
+		if n > protocol.MaxFrameBytes {
 			if got.err == nil {
-				t.Fatalf("a frame of %d bytes was read; the limit is %d", n, MaxFrameBytes)
+				t.Fatalf("a frame of %d bytes was read; the limit is %d", n, protocol.MaxFrameBytes)
 			}
 			return
 		}
@@ -431,7 +432,7 @@ func BenchmarkReadFrameContext(b *testing.B) {
 }
 
 // exchange writes one frame and returns the answer the gateway sends back.
-func exchange(ctx context.Context, t *testing.T, c *websocket.Conn, frame string) (answer, []byte) {
+func exchange(ctx context.Context, t *testing.T, c *websocket.Conn, frame string) (protocol.Answer, []byte) {
 	t.Helper()
 	if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
 		t.Fatal(err)
@@ -440,7 +441,7 @@ func exchange(ctx context.Context, t *testing.T, c *websocket.Conn, frame string
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a answer
+	var a protocol.Answer
 	if err := json.Unmarshal(b, &a); err != nil {
 		t.Fatalf("answer %s: %v", b, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // checkStrict refuses a frame that both JSON decoders read but that means
@@ -20,7 +22,7 @@ import (
 //
 // idAtFault says the problem is in the frame's id, which the answer must
 // then not name.
-func checkStrict(b []byte) (perr *ProtocolError, idAtFault bool) {
+func checkStrict(b []byte) (perr *protocol.Error, idAtFault bool) {
 	if jsontext.Value(b).IsValid() {
 		return nil, false
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/hexride/hexride/protocol"
 )
 
 // strictCases are frames each decoder reads, but that say two things at
@@ -42,10 +43,10 @@ func TestDecodeFrameStrict(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f, perr := DecodeFrame([]byte(tc.frame))
 			if perr == nil {
-				t.Fatalf("DecodeFrame(%q) accepted it as %s; want %q", tc.frame, frameString(f), CodeBadRequest)
+				t.Fatalf("DecodeFrame(%q) accepted it as %s; want %q", tc.frame, frameString(f), protocol.CodeBadRequest)
 			}
-			if perr.Code != CodeBadRequest {
-				t.Errorf("DecodeFrame(%q) code = %q, want %q", tc.frame, perr.Code, CodeBadRequest)
+			if perr.Code != protocol.CodeBadRequest {
+				t.Errorf("DecodeFrame(%q) code = %q, want %q", tc.frame, perr.Code, protocol.CodeBadRequest)
 			}
 			if !strings.Contains(perr.Message, tc.wantMsg) {
 				t.Errorf("DecodeFrame(%q) message = %q, want it to say %q", tc.frame, perr.Message, tc.wantMsg)
@@ -53,7 +54,7 @@ func TestDecodeFrameStrict(t *testing.T) {
 			if f.ID != tc.wantID {
 				t.Errorf("DecodeFrame(%q) id = %q, want %q", tc.frame, f.ID, tc.wantID)
 			}
-			if (f != Frame{ID: f.ID}) {
+			if (f != protocol.Frame{ID: f.ID}) {
 				t.Errorf("DecodeFrame(%q) returned %s with its error; want nothing but the id", tc.frame, frameString(f))
 			}
 		})
@@ -74,8 +75,8 @@ func TestStrictFramesChangeNothing(t *testing.T) {
 	for _, tc := range strictCases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := exchange(ctx, t, c, tc.frame)
-			if a.Type != MsgError || a.Code != CodeBadRequest || a.ID != tc.wantID || !strings.Contains(a.Message, tc.wantMsg) {
-				t.Fatalf("answer %s; want a %s error with id %q saying %q", b, CodeBadRequest, tc.wantID, tc.wantMsg)
+			if a.Type != protocol.MsgError || a.Code != protocol.CodeBadRequest || a.ID != tc.wantID || !strings.Contains(a.Message, tc.wantMsg) {
+				t.Fatalf("answer %s; want a %s error with id %q saying %q", b, protocol.CodeBadRequest, tc.wantID, tc.wantMsg)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hexride/hexride/livemap"
+	"github.com/hexride/hexride/protocol"
 )
 
 // serveViewer runs a viewer's socket: map frames out at the hub's rate,
@@ -27,12 +28,12 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 		return
 	}
 	defer release()
-	connectionsGauge.WithLabelValues(RoleViewer).Inc()
-	defer connectionsGauge.WithLabelValues(RoleViewer).Dec()
+	connectionsGauge.WithLabelValues(protocol.RoleViewer).Inc()
+	defer connectionsGauge.WithLabelValues(protocol.RoleViewer).Dec()
 
 	ctx, cancel := context.WithCancel(s.sessions.ctx)
 	defer cancel()
-	defer closeAtExpiry(claims, s.cfg.TokenGrace, func() { go c.Close(StatusTokenExpired, "token expired; reconnect with a fresh token") })()
+	defer closeAtExpiry(claims, s.cfg.TokenGrace, func() { go c.Close(protocol.CloseTokenExpired, "token expired; reconnect with a fresh token") })()
 	var frames *livemap.Viewer
 	if s.cfg.LiveMap != nil {
 		frames = s.cfg.LiveMap.Subscribe()
@@ -81,9 +82,9 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 			cancel()
 		}
 	}
-	sendErr := func(id string, pe *ProtocolError) {
+	sendErr := func(id string, pe *protocol.Error) {
 		errorsTotal.WithLabelValues(pe.Code).Inc()
-		send(answer{Type: MsgError, ID: id, Code: pe.Code, Message: pe.Message})
+		send(protocol.Answer{Type: protocol.MsgError, ID: id, Code: pe.Code, Message: pe.Message})
 	}
 
 	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
@@ -104,7 +105,7 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 				break
 			}
 			f, _ := DecodeFrame(data)
-			sendErr(f.ID, &ProtocolError{Code: CodeRateLimited, Message: "too many messages; slow down"})
+			sendErr(f.ID, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"})
 			continue
 		}
 		strikes = 0
@@ -125,16 +126,16 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 		}
 		// map.inspect is the only command a viewer may send.
 		if s.cfg.LiveMap == nil {
-			sendErr(f.ID, &ProtocolError{Code: CodeUnavailable, Message: "this gateway serves no live map"})
+			sendErr(f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "this gateway serves no live map"})
 			continue
 		}
 		d, err := s.cfg.LiveMap.Aggregator().Inspect(f.Kind, *f.Slot)
 		if err != nil {
-			code := CodeBadRequest
+			code := protocol.CodeBadRequest
 			if errors.Is(err, livemap.ErrNotOnMap) {
-				code = CodeNotFound
+				code = protocol.CodeNotFound
 			}
-			sendErr(f.ID, &ProtocolError{Code: code, Message: fmt.Sprint(err)})
+			sendErr(f.ID, &protocol.Error{Code: code, Message: fmt.Sprint(err)})
 			continue
 		}
 		d.ID = f.ID

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 )
 
@@ -45,10 +46,10 @@ type TripDetail struct {
 	History     []HistoryEntry `json:"history"`
 }
 
-// Kinds a viewer may inspect.
+// Kinds a viewer may inspect (the contract's, package protocol).
 const (
-	KindDriver = "driver"
-	KindTrip   = "trip"
+	KindDriver = protocol.KindDriver
+	KindTrip   = protocol.KindTrip
 )
 
 // ErrNotOnMap means the slot holds nothing (any more).

@@ -7,14 +7,16 @@ import (
 	"time"
 
 	ev "github.com/hexride/hexride/events"
+	"github.com/hexride/hexride/protocol"
 	"github.com/hexride/hexride/ride"
 )
 
-// Wire message types of the viewer feed (documented in asyncapi.yaml).
+// Wire message types of the viewer feed: the contract's (package protocol,
+// asyncapi.yaml).
 const (
-	MsgSnapshot = "map.snapshot"
-	MsgDelta    = "map.delta"
-	MsgDetail   = "map.detail"
+	MsgSnapshot = protocol.MsgMapSnapshot
+	MsgDelta    = protocol.MsgMapDelta
+	MsgDetail   = protocol.MsgMapDetail
 )
 
 // Frames is what one tick produced: the delta from the previous tick, and

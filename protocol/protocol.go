@@ -1,7 +1,31 @@
-// Package protocol is the public WebSocket contract (v1) between a phone and
-// the gateway, written once for the gateway, the load tester and client
-// libraries: the server-to-phone messages and the user.pushes record that
-// carries one to a user. protocol.md is the prose; asyncapi.yaml the schema.
+// Package protocol is the public WebSocket contract (v1) between a phone (or
+// the live map in a browser) and the gateway, written once for the gateway,
+// the load tester and client libraries. asyncapi.yaml is the contract's
+// document: the channel ws (address /v1/ws) describes the rules in prose and
+// components/messages each message; gateway/asyncapi_test.go holds the names
+// and shapes here to it.
+//
+// What a client needs, in the order it meets it:
+//
+//   - Connecting: GET /v1/ws with a JWT whose role is RoleDriver, RoleRider
+//     or RoleViewer; ?after_seq=N resumes after the last push seen.
+//   - Sending: a Frame of one of the Msg* client types (ClientMessageTypes
+//     says which role may send which), one JSON object per text frame of at
+//     most MaxFrameBytes; ids at most MaxIDBytes, free text at most
+//     MaxTextBytes. Frame.Validate checks a frame as the gateway will.
+//   - Answers: every command with an id gets one Answer, an ack (MsgAck) or
+//     an error (MsgError) with one of the Code* codes. Answers carry no seq.
+//   - Pushes: OfferMessage, TripMessage, DriverLocationMessage and
+//     ResyncMessage (the Push* types), each with a per-user seq.
+//     ServerFrame reads any server frame in one pass.
+//   - Closes: the Close* status codes and what a client does on each.
+//   - Values: LatLng positions, times in TimeFormat, trip State* values.
+//
+// The live map's frames (map.snapshot, map.delta, map.detail) are named
+// here; their shapes are package livemap's.
+//
+// Besides the socket, Push is the user.pushes record that carries a message
+// to a user's gateway.
 package protocol
 
 import (

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hexride/hexride/gateway"
 	"github.com/hexride/hexride/internal/proctest"
+	"github.com/hexride/hexride/protocol"
 )
 
 // The one-command run prints where the live map is, and the link opens it
@@ -59,7 +60,7 @@ func TestDemoPrintsTheLiveMap(t *testing.T) {
 					t.Fatal(err)
 				}
 				c, err := tokens.Verify(m[3])
-				if err != nil || c.Role != gateway.RoleViewer {
+				if err != nil || c.Role != protocol.RoleViewer {
 					t.Fatalf("the link's token: %+v, %v; want a valid viewer token", c, err)
 				}
 			}

@@ -5,13 +5,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // LatLng is a WGS84 position in degrees, as the contract writes it.
-type LatLng struct {
-	Lat float64 `json:"lat"`
-	Lng float64 `json:"lng"`
-}
+type LatLng = protocol.LatLng
 
 // The street network: a square grid of two-way streets BlockM apart, with
 // every ArterialEvery-th street in each direction an arterial.

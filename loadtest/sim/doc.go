@@ -1,8 +1,8 @@
 // Package sim simulates hexride's phones: drivers and riders that speak only
-// the public WebSocket contract (protocol.md, asyncapi.yaml), as the real
-// apps would, against a running platform. It backs the load test
-// (go run ./loadtest) and the demo city of the one-command run. It imports
-// none of the platform's packages.
+// the public WebSocket contract (asyncapi.yaml), as the real apps would,
+// against a running platform. It backs the load test (go run ./loadtest)
+// and the demo city of the one-command run. Of the platform's packages it
+// imports only the contract's, package protocol, as a client would.
 //
 // # The city
 //

@@ -6,14 +6,16 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 var locPool = sync.Pool{New: func() any { b := make([]byte, 0, 192); return &b }}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-var stepNames = map[driverState]string{dAccepting: msgOfferAccept, dArriving: msgTripArrive, dStarting: msgTripStart,
-	dCompleting: msgTripComplete}
+var stepNames = map[driverState]string{dAccepting: protocol.MsgOfferAccept, dArriving: protocol.MsgTripArrive, dStarting: protocol.MsgTripStart,
+	dCompleting: protocol.MsgTripComplete}
 
 func errStuck(sub, trip string, s driverState) error {
 	return fmt.Errorf("driver %s got no trip push for trip %s after %s", sub, trip, stepNames[s])
@@ -59,7 +61,7 @@ type driver struct {
 
 func newDriver(r *runner, i int) *driver {
 	d := &driver{rng: rand.New(rand.NewPCG(r.cfg.Seed, streamDriver+uint64(i)))}
-	d.phone = phone{r: r, role: "driver", sub: r.cfg.IDPrefix + "-d" + itoa(i), b: d, target: i % len(r.targets)}
+	d.phone = phone{r: r, role: protocol.RoleDriver, sub: r.cfg.IDPrefix + "-d" + itoa(i), b: d, target: i % len(r.targets)}
 	span := r.cfg.PingMax - r.cfg.PingMin
 	d.ping = r.cfg.PingMin + time.Duration(d.rng.Float64()*float64(span))
 	d.factor = 0.85 + 0.25*d.rng.Float64()
@@ -112,7 +114,7 @@ func (d *driver) cruise() {
 func (d *driver) connected(first bool, now time.Time) {
 	if first {
 		on := true
-		d.commandLocked(command{Type: msgAvailability, Available: &on})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgAvailability, Available: &on})
 		d.moved = now
 		d.cruise()
 		d.sendLocation(now)
@@ -137,10 +139,10 @@ func (d *driver) tick() {
 	arrived := d.move(now)
 	switch {
 	case arrived && d.state == dToPickup:
-		d.commandLocked(command{Type: msgTripArrive, TripID: d.tripID})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgTripArrive, TripID: d.tripID})
 		d.wait(dArriving)
 	case arrived && d.state == dToDropoff:
-		d.commandLocked(command{Type: msgTripComplete, TripID: d.tripID})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgTripComplete, TripID: d.tripID})
 		d.wait(dCompleting)
 	}
 	d.sendLocation(now)
@@ -179,25 +181,25 @@ func (d *driver) sendLocation(now time.Time) {
 	locPool.Put(buf)
 }
 
-func (d *driver) push(f *inFrame, now time.Time) {
+func (d *driver) push(f *protocol.ServerFrame, now time.Time) {
 	switch f.Type {
-	case pushOffer:
+	case protocol.PushOffer:
 		d.offer(f, now)
-	case pushTrip:
+	case protocol.PushTrip:
 		if f.TripID == d.tripID && d.tripID != "" {
 			d.tripChanged(f.State, f.DriverID, now)
 		}
-	case pushResync:
+	case protocol.PushResync:
 		d.resync(f.Trip, now)
 	}
 }
 
-func (d *driver) offer(f *inFrame, now time.Time) {
+func (d *driver) offer(f *protocol.ServerFrame, now time.Time) {
 	d.r.m.offerReceived(f.PickupDistanceM)
 	if d.state != dCruising {
 		// Busy: a real app would not show it; answer at once.
 		d.r.m.offersBusy.Add(1)
-		d.commandLocked(command{Type: msgOfferDecline, OfferID: f.OfferID, TripID: f.TripID})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgOfferDecline, OfferID: f.OfferID, TripID: f.TripID})
 		return
 	}
 	exp, _ := parseTime(f.ExpiresAt)
@@ -219,12 +221,12 @@ func (d *driver) decide() {
 	}
 	if d.rng.Float64() < d.r.cfg.AcceptProb {
 		d.r.m.offersAccepted.Add(1)
-		d.commandLocked(command{Type: msgOfferAccept, OfferID: d.offerID, TripID: d.tripID})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgOfferAccept, OfferID: d.offerID, TripID: d.tripID})
 		d.wait(dAccepting)
 		return
 	}
 	d.r.m.offersDeclined.Add(1)
-	d.commandLocked(command{Type: msgOfferDecline, OfferID: d.offerID, TripID: d.tripID})
+	d.commandLocked(protocol.Frame{Type: protocol.MsgOfferDecline, OfferID: d.offerID, TripID: d.tripID})
 	d.cruise()
 }
 
@@ -233,26 +235,26 @@ func (d *driver) decide() {
 func (d *driver) tripChanged(state, driverID string, now time.Time) {
 	mine := driverID == d.sub
 	switch {
-	case state == stateCancelled || state == stateNoDrivers:
+	case state == protocol.StateCancelled || state == protocol.StateNoDrivers:
 		d.cruise()
-	case state == stateRequested && (d.state == dThinking || d.state == dAccepting):
+	case state == protocol.StateRequested && (d.state == dThinking || d.state == dAccepting):
 		d.cruise() // the offer ended (expired or taken back) before the accept
-	case state == stateAccepted && mine && d.state == dAccepting:
+	case state == protocol.StateAccepted && mine && d.state == dAccepting:
 		d.move(now)
 		d.setState(dToPickup)
 		d.mv.path = d.r.city.Route(d.mv.at(d.r.city), d.pickup)
-	case state == stateArrived && mine && d.state == dArriving:
+	case state == protocol.StateArrived && mine && d.state == dArriving:
 		d.setState(dBoarding)
 		board := time.Duration((10 + 30*d.rng.Float64()) / d.r.cfg.Speedup * float64(time.Second))
 		d.after(board, func() {
-			d.commandLocked(command{Type: msgTripStart, TripID: d.tripID})
+			d.commandLocked(protocol.Frame{Type: protocol.MsgTripStart, TripID: d.tripID})
 			d.wait(dStarting)
 		})
-	case state == stateInProgress && mine && d.state == dStarting:
+	case state == protocol.StateInProgress && mine && d.state == dStarting:
 		d.move(now)
 		d.setState(dToDropoff)
 		d.mv.path = d.r.city.Route(d.mv.at(d.r.city), d.dropoff)
-	case state == stateCompleted && mine && d.state == dCompleting:
+	case state == protocol.StateCompleted && mine && d.state == dCompleting:
 		d.r.m.driverTrips.Add(1)
 		d.cruise()
 	}
@@ -260,8 +262,8 @@ func (d *driver) tripChanged(state, driverID string, now time.Time) {
 
 // resync adopts the trip the server says this driver has after a gap that
 // could not be filled.
-func (d *driver) resync(t *inFrame, now time.Time) {
-	if t == nil || t.DriverID != d.sub || terminal(t.State) {
+func (d *driver) resync(t *protocol.TripMessage, now time.Time) {
+	if t == nil || t.DriverID != d.sub || protocol.Terminal(t.State) {
 		if d.state > dAccepting {
 			d.cruise()
 		}
@@ -272,29 +274,29 @@ func (d *driver) resync(t *inFrame, now time.Time) {
 	d.dropoff = d.r.city.Nearest(d.r.city.XY(t.Dropoff))
 	d.move(now)
 	switch t.State {
-	case stateAccepted:
+	case protocol.StateAccepted:
 		d.setState(dToPickup)
 		d.mv.path = d.r.city.Route(d.mv.at(d.r.city), d.pickup)
-	case stateArrived:
-		d.commandLocked(command{Type: msgTripStart, TripID: d.tripID})
+	case protocol.StateArrived:
+		d.commandLocked(protocol.Frame{Type: protocol.MsgTripStart, TripID: d.tripID})
 		d.wait(dStarting)
-	case stateInProgress:
+	case protocol.StateInProgress:
 		d.setState(dToDropoff)
 		d.mv.path = d.r.city.Route(d.mv.at(d.r.city), d.dropoff)
 	}
 }
 
-func (d *driver) answered(cmd pending, f *inFrame, now time.Time) {
+func (d *driver) answered(cmd pending, f *protocol.ServerFrame, now time.Time) {
 	switch cmd.kind {
-	case msgAvailability:
-		if f.Type == msgAck && !d.online {
+	case protocol.MsgAvailability:
+		if f.Type == protocol.MsgAck && !d.online {
 			d.online = true
 			d.r.m.driversOnline.Add(1)
 		}
-	case msgOfferAccept, msgTripArrive, msgTripStart, msgTripComplete:
+	case protocol.MsgOfferAccept, protocol.MsgTripArrive, protocol.MsgTripStart, protocol.MsgTripComplete:
 		// An error here means the trip moved on without us (the offer
 		// expired, the rider cancelled): give it up.
-		if f.Type == msgError && cmd.trip == d.tripID && d.state > dCruising {
+		if f.Type == protocol.MsgError && cmd.trip == d.tripID && d.state > dCruising {
 			d.cruise()
 		}
 	}
@@ -307,7 +309,7 @@ func (d *driver) stop() {
 	}
 	if d.c != nil && d.online {
 		off := false
-		d.commandLocked(command{Type: msgAvailability, Available: &off})
+		d.commandLocked(protocol.Frame{Type: protocol.MsgAvailability, Available: &off})
 	}
 }
 

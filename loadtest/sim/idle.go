@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // IdleConfig is a run that only opens sockets and holds them, to weigh what
@@ -172,7 +174,7 @@ func (r *runner) tokens(ctx context.Context, cfg IdleConfig) ([]string, error) {
 	g.SetLimit(cfg.Connecting)
 	for i := range tokens {
 		g.Go(func() error {
-			tok, err := r.token(gctx, "driver", fmt.Sprintf("%s-d%d", cfg.IDPrefix, i))
+			tok, err := r.token(gctx, protocol.RoleDriver, fmt.Sprintf("%s-d%d", cfg.IDPrefix, i))
 			if err != nil {
 				return fmt.Errorf("token for idle socket %d: %w", i, err)
 			}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // metrics is what every phone records into; counters are atomic, the
@@ -106,18 +108,18 @@ func (m *metrics) offerReceived(distM float64) {
 }
 
 func (m *metrics) commandSent(kind string) {
-	if kind == msgRideRequest {
+	if kind == protocol.MsgRideRequest {
 		m.requestsSent.Add(1)
 	}
 }
 
 func (m *metrics) outcome(state string) {
 	switch state {
-	case stateCompleted:
+	case protocol.StateCompleted:
 		m.completed.Add(1)
-	case stateCancelled:
+	case protocol.StateCancelled:
 		m.cancelled.Add(1)
-	case stateNoDrivers:
+	case protocol.StateNoDrivers:
 		m.noDrivers.Add(1)
 	}
 }

@@ -13,76 +13,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/hexride/hexride/protocol"
 )
-
-// Message types and codes of the public contract (protocol.md). The
-// simulator keeps its own copy: it speaks the contract, not the code.
-const (
-	msgLocation     = "location"
-	msgAvailability = "availability"
-	msgRideRequest  = "ride.request"
-	msgOfferAccept  = "offer.accept"
-	msgOfferDecline = "offer.decline"
-	msgTripArrive   = "trip.arrive"
-	msgTripStart    = "trip.start"
-	msgTripComplete = "trip.complete"
-	msgTripCancel   = "trip.cancel"
-
-	msgAck            = "ack"
-	msgError          = "error"
-	pushOffer         = "offer"
-	pushTrip          = "trip"
-	pushDriverLoc     = "driver.location"
-	pushResync        = "resync"
-	codeUnavailable   = "unavailable"
-	codeRateLimited   = "rate_limited"
-	stateRequested    = "REQUESTED"
-	stateOffered      = "OFFERED"
-	stateAccepted     = "ACCEPTED"
-	stateArrived      = "ARRIVED"
-	stateInProgress   = "IN_PROGRESS"
-	stateCompleted    = "COMPLETED"
-	stateCancelled    = "CANCELLED"
-	stateNoDrivers    = "NO_DRIVERS"
-	contractTimestamp = "2006-01-02T15:04:05.000Z"
-)
-
-func terminal(state string) bool {
-	return state == stateCompleted || state == stateCancelled || state == stateNoDrivers
-}
-
-// inFrame is any server frame; only the fields of its type are set.
-type inFrame struct {
-	Type            string   `json:"type"`
-	Seq             int64    `json:"seq"`
-	ID              string   `json:"id"`
-	Code            string   `json:"code"`
-	Message         string   `json:"message"`
-	TripID          string   `json:"trip_id"`
-	OfferID         string   `json:"offer_id"`
-	State           string   `json:"state"`
-	Version         int64    `json:"version"`
-	DriverID        string   `json:"driver_id"`
-	Pickup          LatLng   `json:"pickup"`
-	Dropoff         LatLng   `json:"dropoff"`
-	PickupDistanceM float64  `json:"pickup_distance_m"`
-	ExpiresAt       string   `json:"expires_at"`
-	UpdatedAt       string   `json:"updated_at"`
-	At              string   `json:"at"`
-	Trip            *inFrame `json:"trip"`
-}
-
-// command is any client command but location.
-type command struct {
-	Type      string  `json:"type"`
-	ID        string  `json:"id,omitempty"`
-	Available *bool   `json:"available,omitempty"`
-	Pickup    *LatLng `json:"pickup,omitempty"`
-	Dropoff   *LatLng `json:"dropoff,omitempty"`
-	OfferID   string  `json:"offer_id,omitempty"`
-	TripID    string  `json:"trip_id,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
-}
 
 // pending is a command sent with an id and not yet answered. It is resent
 // with the same id after a reconnect or an `unavailable` answer, as the
@@ -101,9 +34,9 @@ type behaviour interface {
 	// reconnect, when pending commands have already been resent).
 	connected(first bool, now time.Time)
 	// push handles one push (offer, trip, driver.location, resync).
-	push(f *inFrame, now time.Time)
+	push(f *protocol.ServerFrame, now time.Time)
 	// answered handles the final ack or error of a pending command.
-	answered(cmd pending, f *inFrame, now time.Time)
+	answered(cmd pending, f *protocol.ServerFrame, now time.Time)
 	// stop ends the phone's timers; the socket closes after it.
 	stop()
 	// gaveUp is called when the phone could not (re)connect.
@@ -148,7 +81,7 @@ func (p *phone) writeLocked(b []byte) error {
 
 // commandLocked sends a command with a fresh id and remembers it until it
 // is answered.
-func (p *phone) commandLocked(cmd command) {
+func (p *phone) commandLocked(cmd protocol.Frame) {
 	p.nextID++
 	cmd.ID = "c" + strconv.FormatUint(uint64(p.nextID), 10)
 	b, err := json.Marshal(cmd)
@@ -317,7 +250,7 @@ func (p *phone) readLoop(c *websocket.Conn) {
 			bufPool.Put(buf)
 			return
 		}
-		var f inFrame
+		var f protocol.ServerFrame
 		err = json.Unmarshal(buf.Bytes(), &f)
 		if err != nil {
 			p.r.m.clientFailure("decode", fmt.Errorf("%w: %.200q", err, buf.Bytes()))
@@ -337,27 +270,27 @@ func (p *phone) readLoop(c *websocket.Conn) {
 	}
 }
 
-func (p *phone) handleLocked(f *inFrame, now time.Time) {
+func (p *phone) handleLocked(f *protocol.ServerFrame, now time.Time) {
 	switch f.Type {
-	case msgAck, msgError:
+	case protocol.MsgAck, protocol.MsgError:
 		var cmd *pending
 		if f.ID != "" {
 			cmd = p.findPending(f.ID)
 		}
-		if f.Type == msgError {
+		if f.Type == protocol.MsgError {
 			kind := "?"
 			switch {
 			case cmd != nil:
 				kind = cmd.kind
-			case f.ID == "" && p.role == "driver":
-				kind = msgLocation // the only frames sent without an id
+			case f.ID == "" && p.role == protocol.RoleDriver:
+				kind = protocol.MsgLocation // the only frames sent without an id
 				p.r.m.pingErrors.Add(1)
 			}
 			p.r.m.serverError(kind, f.Code, f.Message)
 			// unavailable is safe to retry by the contract, and an outage of
 			// the broker or Redis lasts seconds: an app keeps resending the
 			// same command, backing off to once a second, for about a minute.
-			if cmd != nil && (f.Code == codeUnavailable && cmd.tries < 60 || f.Code == codeRateLimited && cmd.tries < 5) {
+			if cmd != nil && (f.Code == protocol.CodeUnavailable && cmd.tries < 60 || f.Code == protocol.CodeRateLimited && cmd.tries < 5) {
 				cmd.tries++
 				p.retryLater(cmd.id, min(time.Duration(cmd.tries)*400*time.Millisecond, time.Second))
 				return
@@ -368,7 +301,7 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 		}
 		c, _ := p.takePending(f.ID)
 		p.b.answered(c, f, now)
-	case pushOffer, pushTrip, pushDriverLoc, pushResync:
+	case protocol.PushOffer, protocol.PushTrip, protocol.PushDriverLocation, protocol.PushResync:
 		if f.Seq > 0 {
 			if f.Seq <= p.lastSeq {
 				return // already seen (a replay overlapping what arrived live)
@@ -376,14 +309,14 @@ func (p *phone) handleLocked(f *inFrame, now time.Time) {
 			p.lastSeq = f.Seq
 		}
 		switch f.Type {
-		case pushTrip:
-			p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f, false, now)
+		case protocol.PushTrip:
+			p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, &f.TripMessage, false, now)
 			p.r.m.pushLatency(f.UpdatedAt, now)
-		case pushResync:
+		case protocol.PushResync:
 			if f.Trip != nil {
 				p.r.m.recordPush(p.r.cfg, p.sub, f.Seq, f.Trip, true, now)
 			}
-		case pushDriverLoc:
+		case protocol.PushDriverLocation:
 			p.r.m.locationLatency(f.At, now)
 		}
 		p.b.push(f, now)
@@ -424,7 +357,7 @@ func (p *phone) shutdown() {
 // appendLocation encodes a location frame without reflection: it is the
 // frame sent most often.
 func appendLocation(b []byte, pos LatLng, heading, speed float64, at time.Time) []byte {
-	b = append(b, `{"type":"location","lat":`...)
+	b = append(b, `{"type":"`+protocol.MsgLocation+`","lat":`...)
 	b = strconv.AppendFloat(b, pos.Lat, 'f', 7, 64)
 	b = append(b, `,"lng":`...)
 	b = strconv.AppendFloat(b, pos.Lng, 'f', 7, 64)
@@ -436,7 +369,7 @@ func appendLocation(b []byte, pos LatLng, heading, speed float64, at time.Time) 
 	b = append(b, `,"speed_mps":`...)
 	b = strconv.AppendFloat(b, speed, 'f', 1, 64)
 	b = append(b, `,"at":"`...)
-	b = at.UTC().AppendFormat(b, contractTimestamp)
+	b = at.UTC().AppendFormat(b, protocol.TimeFormat)
 	return append(b, `"}`...)
 }
 

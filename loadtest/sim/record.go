@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // RequestRecord is what one rider saw of its request (Config.Record): a
@@ -56,7 +58,7 @@ type recordLog struct {
 	pushes   []PushRecord
 }
 
-func (m *metrics) recordPush(cfg Config, user string, seq int64, t *inFrame, resync bool, now time.Time) {
+func (m *metrics) recordPush(cfg Config, user string, seq int64, t *protocol.TripMessage, resync bool, now time.Time) {
 	if !cfg.Record {
 		return
 	}

@@ -292,7 +292,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "errors by code: %s\n", formatCounts(r.Errors))
 	if len(r.ErrorsByCommand) > 0 {
-		fmt.Fprintf(w, "errors by command: %s\n", formatCounts(r.ErrorsByCommand))
+		fmt.Fprintf(w, "errors by protocol.Frame: %s\n", formatCounts(r.ErrorsByCommand))
 	}
 	if len(r.ClientFailures) > 0 {
 		fmt.Fprintf(w, "client failures: %s\n", formatCounts(r.ClientFailures))

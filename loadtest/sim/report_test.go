@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // TestReportPercentilesAndJSON feeds known values through the recorders and
@@ -19,25 +21,25 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 		m.offerReceived(float64(i))                                  // 1..1000 m
 	}
 	now := time.Now()
-	m.pushLatency(now.Add(-40*time.Millisecond).UTC().Format(contractTimestamp), now)
+	m.pushLatency(now.Add(-40*time.Millisecond).UTC().Format(protocol.TimeFormat), now)
 	m.pushLatency("not a time", now) // ignored
-	m.locationLatency(now.Add(-70*time.Millisecond).UTC().Format(contractTimestamp), now)
+	m.locationLatency(now.Add(-70*time.Millisecond).UTC().Format(protocol.TimeFormat), now)
 	m.pingsSent.Add(500)
 	m.pingErrors.Add(20)
 	m.requestsSent.Add(12)
 	m.requestsAcked.Add(10)
 	m.requestsFailed.Add(2)
-	for _, s := range []string{stateCompleted, stateCompleted, stateCompleted, stateCancelled, stateNoDrivers} {
+	for _, s := range []string{protocol.StateCompleted, protocol.StateCompleted, protocol.StateCompleted, protocol.StateCancelled, protocol.StateNoDrivers} {
 		m.outcome(s)
 	}
 	for range 4 {
-		m.rideUnfinished(stateInProgress)
+		m.rideUnfinished(protocol.StateInProgress)
 	}
-	m.rideUnfinished(stateAccepted)
+	m.rideUnfinished(protocol.StateAccepted)
 	m.matched.Store(8) // of the 10 requests (the latency loop above counted 1000)
-	m.serverError(msgOfferAccept, "conflict", "offer o-1 expired")
-	m.serverError(msgOfferAccept, "conflict", "offer o-2 expired")
-	m.serverError(msgLocation, "rate_limited", "too many messages; slow down")
+	m.serverError(protocol.MsgOfferAccept, "conflict", "offer o-1 expired")
+	m.serverError(protocol.MsgOfferAccept, "conflict", "offer o-2 expired")
+	m.serverError(protocol.MsgLocation, "rate_limited", "too many messages; slow down")
 
 	cfg := DefaultConfig().withDefaults()
 	rep := m.report(cfg, time.Unix(1_800_000_000, 0), 10*time.Second)
@@ -79,7 +81,7 @@ func TestReportPercentilesAndJSON(t *testing.T) {
 		t.Errorf("requests %+v, unsettled %d", q, q.Unsettled())
 	}
 	if rep.Errors["conflict"] != 2 || rep.Errors["rate_limited"] != 1 || rep.ErrorsByCommand["offer.accept conflict"] != 2 {
-		t.Errorf("errors %v by command %v", rep.Errors, rep.ErrorsByCommand)
+		t.Errorf("errors %v by protocol.Frame %v", rep.Errors, rep.ErrorsByCommand)
 	}
 
 	var js strings.Builder
@@ -174,7 +176,7 @@ func TestTimelinePoints(t *testing.T) {
 	for _, ms := range []int{10, 20, 30} {
 		m.requestToOffer(time.Duration(ms) * time.Millisecond)
 	}
-	m.pushLatency(t0.Add(1500*time.Millisecond).Format(contractTimestamp), t0.Add(1508*time.Millisecond))
+	m.pushLatency(t0.Add(1500*time.Millisecond).Format(protocol.TimeFormat), t0.Add(1508*time.Millisecond))
 	m.tick(t0.Add(2 * time.Second))
 	m.tick(t0.Add(3 * time.Second))
 	rep := m.report(DefaultConfig(), t0, 3*time.Second)

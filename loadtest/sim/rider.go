@@ -3,6 +3,8 @@ package sim
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // rider is one ride request: a rider's phone that connects, asks for a ride,
@@ -28,7 +30,7 @@ type rider struct {
 
 func newRider(r *runner, i int) *rider {
 	rd := &rider{rng: rand.New(rand.NewPCG(r.cfg.Seed, streamRider+uint64(i)))}
-	rd.phone = phone{r: r, role: "rider", sub: r.cfg.IDPrefix + "-r" + itoa(i), b: rd, target: i % len(r.targets)}
+	rd.phone = phone{r: r, role: protocol.RoleRider, sub: r.cfg.IDPrefix + "-r" + itoa(i), b: rd, target: i % len(r.targets)}
 	c := r.city
 	// Half the demand is downtown, half anywhere; rides go anywhere at
 	// least a fifth of the city away.
@@ -56,10 +58,9 @@ func (rd *rider) connected(first bool, now time.Time) {
 	if !first {
 		return // a pending request was resent with its id
 	}
-	pu, do := rd.pickup, rd.dropoff
 	rd.sentAt = now
 	rd.rec.SentAt = now
-	rd.commandLocked(command{Type: msgRideRequest, Pickup: &pu, Dropoff: &do})
+	rd.commandLocked(protocol.Frame{Type: protocol.MsgRideRequest, Pickup: protocol.NewPoint(rd.pickup), Dropoff: protocol.NewPoint(rd.dropoff)})
 	if rd.cancelIn > 0 {
 		rd.actT = time.AfterFunc(rd.cancelIn, rd.maybeCancel)
 	}
@@ -76,9 +77,9 @@ func (rd *rider) maybeCancel() {
 	switch rd.state {
 	case "":
 		rd.actT = time.AfterFunc(500*time.Millisecond, rd.maybeCancel)
-	case stateRequested, stateOffered, stateAccepted, stateArrived:
+	case protocol.StateRequested, protocol.StateOffered, protocol.StateAccepted, protocol.StateArrived:
 		rd.r.m.cancelsSent.Add(1)
-		rd.commandLocked(command{Type: msgTripCancel, TripID: rd.tripID, Reason: "changed my mind"})
+		rd.commandLocked(protocol.Frame{Type: protocol.MsgTripCancel, TripID: rd.tripID, Reason: "changed my mind"})
 	}
 }
 
@@ -89,11 +90,11 @@ func (rd *rider) learnTrip(id string) {
 	}
 }
 
-func (rd *rider) answered(cmd pending, f *inFrame, now time.Time) {
-	if cmd.kind != msgRideRequest {
+func (rd *rider) answered(cmd pending, f *protocol.ServerFrame, now time.Time) {
+	if cmd.kind != protocol.MsgRideRequest {
 		return // a cancel's answer: the trip push tells what happened
 	}
-	if f.Type == msgAck {
+	if f.Type == protocol.MsgAck {
 		rd.learnTrip(f.TripID)
 		rd.rec.Acked, rd.rec.AckedAt = true, now
 		return
@@ -106,11 +107,11 @@ func (rd *rider) answered(cmd pending, f *inFrame, now time.Time) {
 	}
 }
 
-func (rd *rider) push(f *inFrame, now time.Time) {
+func (rd *rider) push(f *protocol.ServerFrame, now time.Time) {
 	switch f.Type {
-	case pushTrip:
-		rd.tripChanged(f, now)
-	case pushResync:
+	case protocol.PushTrip:
+		rd.tripChanged(&f.TripMessage, now)
+	case protocol.PushResync:
 		if f.Trip == nil {
 			// The trip ended while we were away and the gap is gone: we
 			// cannot tell how.
@@ -124,27 +125,27 @@ func (rd *rider) push(f *inFrame, now time.Time) {
 	}
 }
 
-func (rd *rider) tripChanged(t *inFrame, now time.Time) {
+func (rd *rider) tripChanged(t *protocol.TripMessage, now time.Time) {
 	rd.learnTrip(t.TripID)
 	if t.TripID != rd.tripID {
 		return
 	}
 	rd.state = t.State
 	switch t.State {
-	case stateOffered:
+	case protocol.StateOffered:
 		if !rd.offered {
 			rd.offered = true
 			rd.rec.OfferedAt = now
 			rd.r.m.requestToOffer(now.Sub(rd.sentAt))
 		}
-	case stateAccepted, stateArrived, stateInProgress, stateCompleted:
+	case protocol.StateAccepted, protocol.StateArrived, protocol.StateInProgress, protocol.StateCompleted:
 		if !rd.matched {
 			rd.matched = true
 			rd.rec.MatchedAt = now
 			rd.r.m.requestToAccepted(now.Sub(rd.sentAt))
 		}
 	}
-	if terminal(t.State) {
+	if protocol.Terminal(t.State) {
 		rd.logRequest("ended")
 		rd.r.m.outcome(t.State)
 		rd.ended = true

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/hexride/hexride/protocol"
 )
 
 // Random streams: every phone and the arrival process draw from their own
@@ -199,7 +201,7 @@ func (r *runner) probe(ctx context.Context) error {
 
 func (r *runner) probeOne(ctx context.Context, tokenURL string, retryUntil time.Time) error {
 	for {
-		_, err := r.tokenFrom(ctx, tokenURL, "viewer", r.cfg.IDPrefix+"-probe")
+		_, err := r.tokenFrom(ctx, tokenURL, protocol.RoleViewer, r.cfg.IDPrefix+"-probe")
 		if err == nil {
 			return nil
 		}
@@ -220,7 +222,7 @@ func (r *runner) spawn(p *phone) bool {
 		return false
 	}
 	r.phones[p] = struct{}{}
-	if p.role == "rider" {
+	if p.role == protocol.RoleRider {
 		r.m.ridersActive.Add(1)
 	}
 	r.wg.Add(1)
@@ -233,7 +235,7 @@ func (r *runner) forget(p *phone) {
 	r.mu.Lock()
 	delete(r.phones, p)
 	r.mu.Unlock()
-	if p.role == "rider" {
+	if p.role == protocol.RoleRider {
 		r.m.ridersActive.Add(-1)
 	}
 	r.wg.Done()
