@@ -20,7 +20,7 @@ import (
 // Run in turn with the build before, which put one ping in a record:
 // 21.6-25.7 µs then, 15.2-17.8 now (docs/loadtest.md, item 18).
 //
-//	go test ./events -run XXX -bench PingPath -benchtime 200000x
+//	go test ./events/kafka -run XXX -bench PingPath -benchtime 200000x
 func BenchmarkPingPath(b *testing.B) {
 	brokers := startBroker(b, 4, events.TopicDriverEvents)
 	ctx, cancel := context.WithCancel(context.Background())
