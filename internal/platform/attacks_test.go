@@ -1,0 +1,182 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
+	ev "github.com/hexride/hexride/events"
+)
+
+// state is what an attack must leave as it was: the end of every topic and
+// every Redis value.
+type state struct {
+	ends  map[string]int64
+	redis map[string]string
+}
+
+func (e *env) state() state {
+	e.t.Helper()
+	s := state{ends: map[string]int64{}, redis: map[string]string{}}
+	for _, topic := range ev.Topics {
+		s.ends[topic] = e.topicEnd(topic)
+	}
+	rdb := e.run.Redis
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, "*", 500).Iterator()
+	for iter.Next(ctx) {
+		v, err := rdb.Dump(ctx, iter.Val()).Result()
+		if err != nil && err != redis.Nil {
+			e.t.Fatal(err)
+		}
+		s.redis[iter.Val()] = v
+	}
+	if err := iter.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// changes lists how after differs from s.
+func (s state) changes(after state) []string {
+	var out []string
+	for topic, n := range s.ends {
+		if after.ends[topic] != n {
+			out = append(out, fmt.Sprintf("%s grew from %d to %d events", topic, n, after.ends[topic]))
+		}
+	}
+	for k, v := range after.redis {
+		if old, ok := s.redis[k]; !ok {
+			out = append(out, "redis key "+k+" appeared")
+		} else if old != v {
+			out = append(out, "redis key "+k+" changed")
+		}
+	}
+	for k := range s.redis {
+		if _, ok := after.redis[k]; !ok {
+			out = append(out, "redis key "+k+" vanished")
+		}
+	}
+	return out
+}
+
+// handshake dials the gateway and returns the HTTP status it answered.
+func (e *env) handshake(token string, header http.Header) int {
+	e.t.Helper()
+	if header == nil {
+		header = http.Header{}
+	}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, res, err := websocket.Dial(ctx, "ws://"+e.run.Addr+"/v1/ws", &websocket.DialOptions{HTTPHeader: header})
+	if err == nil {
+		c.CloseNow()
+		return http.StatusSwitchingProtocols
+	}
+	if res == nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	return res.StatusCode
+}
+
+const attackSecret = "attack-test-secret"
+
+func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestAttacksAreRefusedAndChangeNothing tries, as an outsider with the
+// public contract, each attack the gateway must refuse: each gets the
+// documented answer, and no topic grows and no Redis value changes.
+func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
+	e := startPlatform(t, func(c *Config) { c.JWTSecret = attackSecret })
+	driver := e.connect("driver", "d-far", "")
+	driver.mustAck("on", map[string]any{"type": "availability", "available": true})
+	driver.mustAck("here", map[string]any{"type": "location", "lat": 37.7749, "lng": -122.4194})
+	rider := e.connect("rider", "r-1", "")
+	now := time.Now()
+	claims := func(role, sub string, iat, exp time.Time) jwt.MapClaims {
+		return jwt.MapClaims{"sub": sub, "role": role, "iat": iat.Unix(), "exp": exp.Unix()}
+	}
+	frame := func(p *phone, raw string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			p.sendRaw(raw)
+			m := p.await("answer to "+raw, 5*time.Second, func(m map[string]any) bool { return m["type"] == "error" || m["type"] == "ack" })
+			if m["type"] == "ack" {
+				return "ack"
+			}
+			return fmt.Sprint(m["code"])
+		}
+	}
+	status := func(token string, header http.Header) func(t *testing.T) string {
+		return func(t *testing.T) string { return fmt.Sprint(e.handshake(token, header)) }
+	}
+	cases := []struct {
+		name   string
+		attack func(t *testing.T) string
+		want   string
+	}{
+		{"token signed with another secret (the old published dev constant)",
+			status(signed(t, jwt.SigningMethodHS256, []byte("hexride-dev-secret"), claims("driver", "x", now, now.Add(time.Hour))), nil), "401"},
+		{"unsigned token (alg none)",
+			status(signed(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("driver", "x", now, now.Add(time.Hour))), nil), "401"},
+		{"token issued a day from now",
+			status(signed(t, jwt.SigningMethodHS256, []byte(attackSecret), claims("driver", "x", now.Add(24*time.Hour), now.Add(25*time.Hour))), nil), "401"},
+		{"token living a hundred years",
+			status(signed(t, jwt.SigningMethodHS256, []byte(attackSecret), claims("driver", "x", now, now.AddDate(100, 0, 0))), nil), "401"},
+		{"expired token",
+			status(signed(t, jwt.SigningMethodHS256, []byte(attackSecret), claims("driver", "x", now.Add(-2*time.Hour), now.Add(-time.Hour))), nil), "401"},
+		{"token without exp",
+			status(signed(t, jwt.SigningMethodHS256, []byte(attackSecret), jwt.MapClaims{"sub": "x", "role": "driver", "iat": now.Unix()}), nil), "401"},
+		{"foreign Origin", status(e.token("driver", "x"), http.Header{"Origin": {"https://evil.example"}}), "403"},
+		{"location 4,000 km from the last a second later",
+			frame(driver, `{"type":"location","id":"far","lat":40.7128,"lng":-74.0060}`), "bad_request"},
+		{"location stamped an hour ahead",
+			frame(driver, fmt.Sprintf(`{"type":"location","id":"ahead","lat":37.7750,"lng":-122.4194,"at":%q}`,
+				now.Add(time.Hour).UTC().Format(ev.TimeFormat))), "bad_request"},
+		{"duplicate keys in a frame",
+			frame(rider, `{"type":"ride.request","id":"dup","pickup":{"lat":37.77,"lng":-122.42,"lat":1},"dropoff":{"lat":37.78,"lng":-122.41}}`), "bad_request"},
+		{"invalid UTF-8 in an id", frame(rider, "{\"type\":\"trip.cancel\",\"id\":\"bad\xff\",\"trip_id\":\"t\"}"), "bad_request"},
+		{"a driver's command from a rider", frame(rider, `{"type":"offer.accept","id":"steal","trip_id":"t-1","offer_id":"o-1"}`), "forbidden"},
+		{"/metrics on the phones' address", func(t *testing.T) string {
+			res, err := http.Get("http://" + e.run.Addr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			return fmt.Sprint(res.StatusCode)
+		}, "404"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.state()
+			if got := c.attack(t); got != c.want {
+				t.Errorf("answered %s, want %s", got, c.want)
+			}
+			// What a refused attack would have written, it writes within
+			// this time; a little longer catches a late write.
+			time.Sleep(200 * time.Millisecond)
+			for _, change := range before.changes(e.state()) {
+				t.Error(change)
+			}
+		})
+	}
+	if strings.Contains(fmt.Sprint(driver.messages()), "offer") {
+		t.Error("the driver was offered a ride at the far end")
+	}
+}
