@@ -359,7 +359,9 @@ func (s *Server) handlePushes(ctx context.Context, es []ev.Envelope) error {
 		if err := checkPushMessage(e.ID, p.Message); err != nil {
 			return ev.Permanent(err)
 		}
-		ps[i] = ToNumber{ID: e.ID, User: p.UserID, Msg: p.Message}
+		// Numbered, kept and delivered under the user key: a driver
+		// whose sub is a rider's id never shares the rider's stream.
+		ps[i] = ToNumber{ID: e.ID, User: p.Key(), Msg: p.Message}
 	}
 	ps, err := s.dropLateLocations(ctx, ps)
 	if err != nil {
@@ -438,7 +440,7 @@ func (s *Server) route(ctx context.Context, user string, n Numbered) {
 	}
 }
 
-// hub maps users to their open sessions on this gateway.
+// hub maps user keys (ride.UserKey) to their open sessions on this gateway.
 type hub struct {
 	mu    sync.RWMutex
 	users map[string]map[*session]struct{}
@@ -450,10 +452,10 @@ func newHub() *hub { return &hub{users: map[string]map[*session]struct{}{}} }
 func (h *hub) add(s *session) (first bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.users[s.user]
+	m := h.users[s.key]
 	if m == nil {
 		m = map[*session]struct{}{}
-		h.users[s.user] = m
+		h.users[s.key] = m
 	}
 	m[s] = struct{}{}
 	return len(m) == 1
@@ -463,7 +465,7 @@ func (h *hub) add(s *session) (first bool) {
 func (h *hub) remove(s *session) (last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if m := h.users[s.user]; m != nil {
+	if m := h.users[s.key]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
 			delete(h.users, s.user)

@@ -25,8 +25,11 @@ import (
 // goroutine exists only while frames are waiting to be written. Measured
 // figures are in docs/loadtest.md.
 type session struct {
-	user, role string
-	conn       *websocket.Conn
+	// user and role are the token's sub and role; key is the user they make
+	// together (ride.UserKey), which pushes, presence and command memory
+	// are kept under.
+	user, role, key string
+	conn            *websocket.Conn
 	// ctx is the server's lifetime, shared by every session: a context of
 	// its own would cost each socket about a kilobyte, so a single session
 	// ends by closing its conn, which ends its Read.
@@ -189,15 +192,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := s.sessions.ctx
-	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx,
+	sess := &session{user: claims.Subject, role: claims.Role, key: ride.UserKey(claims.Role, claims.Subject), conn: c, ctx: ctx,
 		limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
-	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.user, after) }
+	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.key, after) }
 	if afterSeq < 0 {
 		// Live only: start from the current seq, read before registering so
 		// a push numbered in between shows as a gap and is filled.
-		cur, err := s.pushes.Current(ctx, sess.user)
+		cur, err := s.pushes.Current(ctx, sess.key)
 		if err != nil {
-			s.log.Warn("read seq", "user", sess.user, "err", err)
+			s.log.Warn("read seq", "user", sess.key, "err", err)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
 			release()
 			return
@@ -205,11 +208,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		sess.lastSeq = cur
 	}
 	if first := s.hub.add(sess); first {
-		if err := s.rdb.SAdd(ctx, presenceKey(sess.user), s.replica).Err(); err != nil {
+		if err := s.rdb.SAdd(ctx, presenceKey(sess.key), s.replica).Err(); err != nil {
 			// Nobody would route this user's pushes here: the phone tries
 			// again (and resumes) rather than wait on a socket that hears
 			// nothing.
-			s.log.Warn("record presence", "user", sess.user, "err", err)
+			s.log.Warn("record presence", "user", sess.key, "err", err)
 			s.hub.remove(sess)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
 			release()
@@ -258,14 +261,14 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 	defer connectionsGauge.WithLabelValues(sess.role).Dec()
 	defer func() {
 		if last := s.hub.remove(sess); last {
-			if err := s.rdb.SRem(context.Background(), presenceKey(sess.user), s.replica).Err(); err != nil {
-				s.log.Warn("clear presence", "user", sess.user, "err", err)
+			if err := s.rdb.SRem(context.Background(), presenceKey(sess.key), s.replica).Err(); err != nil {
+				s.log.Warn("clear presence", "user", sess.key, "err", err)
 			}
 		}
 	}()
 	if afterSeq >= 0 {
 		if err := s.resume(sess.ctx, sess, afterSeq); err != nil {
-			s.log.Warn("resume", "user", sess.user, "err", err)
+			s.log.Warn("resume", "user", sess.key, "err", err)
 			sess.conn.Close(websocket.StatusTryAgainLater, "resume failed; retry")
 			return
 		}
@@ -280,7 +283,7 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 // resume replays what the phone missed after afterSeq, or sends resync with
 // its current trip when the gap cannot be filled, then lets live pushes flow.
 func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) error {
-	msgs, gap, err := s.pushes.Since(ctx, sess.user, afterSeq)
+	msgs, gap, err := s.pushes.Since(ctx, sess.key, afterSeq)
 	if err != nil {
 		return err
 	}
@@ -298,7 +301,7 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		if err != nil {
 			return fmt.Errorf("encode resync: %w", err)
 		}
-		n, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.user, b)
+		n, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.key, b)
 		if err != nil {
 			return err
 		}
@@ -469,7 +472,9 @@ const commandMemory = 24 * time.Hour
 // or not the event was written after all.
 const publishTimeout = 5 * time.Second
 
-func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
+// commandKey is a command's memory, under the user key: a driver token
+// carrying a rider's sub has a memory of its own.
+func commandKey(userKey, id string) string { return "gw-cmd:" + userKey + ":" + id }
 
 // command publishes the event build makes and acks it. With an id, the event
 // is remembered first, so that a resend after a lost ack (even after a crash
@@ -482,7 +487,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 	var st stored
 	resend := false
 	if f.ID != "" {
-		b, err := s.rdb.Get(ctx, commandKey(sess.user, f.ID)).Bytes()
+		b, err := s.rdb.Get(ctx, commandKey(sess.key, f.ID)).Bytes()
 		switch {
 		case err == nil:
 			if json.Unmarshal(b, &st) == nil && (st.Type == f.Type || st.Type == "" && st.Out.Env.Type == f.Type) {
@@ -506,7 +511,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 		st = stored{Type: f.Type, Out: out, TripID: tripID}
 		if f.ID != "" {
 			b, _ := json.Marshal(st)
-			ok, err := s.rdb.SetNX(ctx, commandKey(sess.user, f.ID), b, commandMemory).Result()
+			ok, err := s.rdb.SetNX(ctx, commandKey(sess.key, f.ID), b, commandMemory).Result()
 			if err != nil || !ok {
 				s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "could not record the command; safe to retry"})
 				return
@@ -516,7 +521,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := s.pub.Publish(pctx, st.Out); err != nil {
-		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
+		s.log.Warn("publish command", "type", f.Type, "user", sess.key, "err", err)
 		// The memory stays: a write that timed out may still land, and the
 		// resend must then be the very same event (same id, which tripstate
 		// applies once), not a second command.
@@ -525,7 +530,7 @@ func (s *Server) command(ctx context.Context, sess *session, f Frame, build func
 	}
 	if after != nil {
 		if err := after(pctx, st.Out); err != nil {
-			s.log.Warn("after publishing command", "type", f.Type, "user", sess.user, "err", err)
+			s.log.Warn("after publishing command", "type", f.Type, "user", sess.key, "err", err)
 			s.sendError(sess, f.ID, &ProtocolError{Code: CodeUnavailable, Message: "state store unavailable; safe to retry"})
 			return
 		}

@@ -346,8 +346,8 @@ func (s *sim) decide(tr *tripState, typ, id string, cmd ride.TripCommand) (ride.
 }
 
 // phoneCommand is a command from the rider's or driver's phone.
-func (s *sim) phoneCommand(tr *tripState, typ, user string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
-	cmd.TripID, cmd.UserID = tr.t.TripID, user
+func (s *sim) phoneCommand(tr *tripState, typ, role, user string, cmd ride.TripCommand) (ride.TripUpdated, bool) {
+	cmd.TripID, cmd.UserID, cmd.Role = tr.t.TripID, user, role
 	return s.decide(tr, typ, fmt.Sprintf("%s-%s-v%d", typ, tr.t.TripID, tr.t.Version), cmd)
 }
 
@@ -453,7 +453,7 @@ func (s *sim) riderCancels(tr *tripState) {
 	if tr.t.State != ride.StateRequested && tr.t.State != ride.StateOffered {
 		return
 	}
-	if u, ok := s.phoneCommand(tr, ev.TypeTripCancel, tr.t.RiderID, ride.TripCommand{Reason: "waited too long"}); ok {
+	if u, ok := s.phoneCommand(tr, ev.TypeTripCancel, ride.RoleRider, tr.t.RiderID, ride.TripCommand{Reason: "waited too long"}); ok {
 		s.endSearch(u)
 	}
 }
@@ -463,7 +463,7 @@ func (s *sim) driverAnswers(tr *tripState, d *driverState, o ride.Offer, accept 
 	if accept {
 		typ = ev.TypeOfferAccept
 	}
-	u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{OfferID: o.OfferID})
+	u, ok := s.phoneCommand(tr, typ, ride.RoleDriver, d.id, ride.TripCommand{OfferID: o.OfferID})
 	if !ok {
 		return // too late: expired, cancelled or given up
 	}
@@ -484,7 +484,7 @@ func (s *sim) driverAnswers(tr *tripState, d *driverState, o ride.Offer, accept 
 	start := arrive.Add(boarding)
 	done := start.Add(eta.Pickup(geo.DistanceM(pickup, dropoff)))
 	drive := func(typ string) {
-		u, ok := s.phoneCommand(tr, typ, d.id, ride.TripCommand{})
+		u, ok := s.phoneCommand(tr, typ, ride.RoleDriver, d.id, ride.TripCommand{})
 		if !ok {
 			s.violate("%s by %s refused on trip %s in %s", typ, d.id, tr.t.TripID, tr.t.State)
 			return
