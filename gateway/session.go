@@ -29,6 +29,9 @@ type session struct {
 	// together (ride.UserKey), which pushes, presence and command memory
 	// are kept under.
 	user, role, key string
+	// id names the socket in its user's socket set ("replica/n"); ip is
+	// the peer's address, counted per IP (limits.go).
+	id, ip string
 	conn            *websocket.Conn
 	// ctx is the server's lifetime, shared by every session: a context of
 	// its own would cost each socket about a kilobyte, so a single session
@@ -54,6 +57,9 @@ type session struct {
 	// fix is the driver's last accepted location on this socket; only the
 	// reader touches it (checkLocation).
 	fix lastFix
+	// pingTokens are location tokens leased from the user's budget and not
+	// yet spent; only the reader touches them (spend).
+	pingTokens int
 }
 
 // push queues a numbered push; a phone too slow to take its queue is
@@ -186,14 +192,35 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		afterSeq = n
 	}
+	key, ip := ride.UserKey(claims.Role, claims.Subject), remoteIP(r)
+	// A phone closed for abuse waits before it may come back (limits.go).
+	if wait, why := s.backingOff(r.Context(), key, ip); wait > 0 {
+		refused(why)
+		tooMany(w, wait, "closed for too many messages; wait before reconnecting")
+		return
+	}
+	if limit := s.cfg.Limits.MaxSocketsPerIP; limit > 0 {
+		if !s.ips.acquire(ip, limit) {
+			refused(refusedIPSockets)
+			tooMany(w, 0, "too many connections from this address")
+			return
+		}
+	}
 	c, release, ok := s.upgrade(w, r, true)
 	if !ok {
+		if s.cfg.Limits.MaxSocketsPerIP > 0 {
+			s.ips.release(ip)
+		}
 		return
+	}
+	if s.cfg.Limits.MaxSocketsPerIP > 0 {
+		upgraded := release
+		release = func() { s.ips.release(ip); upgraded() }
 	}
 
 	ctx := s.sessions.ctx
-	sess := &session{user: claims.Subject, role: claims.Role, key: ride.UserKey(claims.Role, claims.Subject), conn: c, ctx: ctx,
-		limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
+	sess := &session{user: claims.Subject, role: claims.Role, key: key, ip: ip, conn: c, ctx: ctx,
+		id: s.replica + "/" + strconv.FormatInt(s.socketSeq.Add(1), 10), limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
 	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.key, after) }
 	if afterSeq < 0 {
 		// Live only: start from the current seq, read before registering so
@@ -218,6 +245,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			release()
 			return
 		}
+	}
+	// Newest wins: beyond the user's socket limit, its oldest sockets are
+	// closed, on whichever replica holds them. If Redis fails here, it
+	// failed a moment ago for presence too; the limit is enforced again at
+	// the user's next connect.
+	if err := s.register(ctx, sess); err != nil {
+		refused(refusedLimitsError)
+		s.log.Warn("register socket", "user", sess.key, "err", err)
 	}
 	connectionsGauge.WithLabelValues(claims.Role).Inc()
 	stopExpiry := closeAtExpiry(claims, s.cfg.TokenGrace, func() {
@@ -260,10 +295,16 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, small bool) (c 
 func (s *Server) runSession(sess *session, afterSeq int64) {
 	defer connectionsGauge.WithLabelValues(sess.role).Dec()
 	defer func() {
-		if last := s.hub.remove(sess); last {
-			if err := s.rdb.SRem(context.Background(), presenceKey(sess.key), s.replica).Err(); err != nil {
-				s.log.Warn("clear presence", "user", sess.key, "err", err)
+		last := s.hub.remove(sess)
+		_, err := s.rdb.Pipelined(context.Background(), func(p redis.Pipeliner) error {
+			p.ZRem(context.Background(), socketsKey(sess.key), sess.id)
+			if last {
+				p.SRem(context.Background(), presenceKey(sess.key), s.replica)
 			}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("clear presence", "user", sess.key, "err", err)
 		}
 	}()
 	if afterSeq >= 0 {
@@ -274,6 +315,9 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 		}
 	}
 	status, reason := s.readLoop(sess.ctx, sess.conn, sess)
+	if status == websocket.StatusPolicyViolation {
+		s.abused(sess.key, sess.ip)
+	}
 	sess.mu.Lock()
 	sess.closed = true
 	sess.mu.Unlock()
@@ -346,6 +390,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 		switch {
 		case !limiter.Allow():
 			framesTotal.WithLabelValues("rate_limited").Inc()
+			refused(refusedSocketRate)
 			if strikes++; strikes > s.cfg.Burst {
 				frameBuffers.Put(buf)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
@@ -356,8 +401,14 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 			strikes = 0
 			s.sendError(sess, "", badRequest("frames must be text"))
 		default:
-			strikes = 0
-			s.handleFrame(ctx, sess, *buf)
+			// A frame past the user's budget (across its sockets and the
+			// replicas) is a strike like one past the socket's own.
+			if s.handleFrame(ctx, sess, *buf) {
+				strikes = 0
+			} else if strikes++; strikes > s.cfg.Burst {
+				frameBuffers.Put(buf)
+				return websocket.StatusPolicyViolation, "rate limit exceeded"
+			}
 		}
 		// Nothing keeps the frame's bytes: decoding copies what it reads.
 		frameBuffers.Put(buf)
@@ -370,25 +421,30 @@ func (s *Server) sendError(sess *session, id string, pe *ProtocolError) {
 }
 
 // handleFrame turns one frame into an event, or into an error that changes
-// nothing.
-func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
+// nothing. It returns false if the frame was past its user's budget.
+func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) bool {
 	f, perr := DecodeFrame(data)
 	if perr != nil {
 		framesTotal.WithLabelValues("invalid").Inc()
 		s.sendError(sess, f.ID, perr)
-		return
+		return true
 	}
 	framesTotal.WithLabelValues(f.Type).Inc()
 	if perr := Authorize(sess.role, f); perr != nil {
 		s.sendError(sess, f.ID, perr)
-		return
+		return true
+	}
+	if !s.spend(ctx, sess, f.Type) {
+		framesTotal.WithLabelValues("rate_limited").Inc()
+		s.sendError(sess, f.ID, &ProtocolError{Code: CodeRateLimited, Message: "too many messages for this user; slow down"})
+		return false
 	}
 	now := time.Now()
 	switch f.Type {
 	case MsgLocation:
 		if perr := checkLocation(&sess.fix, &f, now, s.cfg.MaxSpeedKMH); perr != nil {
 			s.sendError(sess, f.ID, perr)
-			return
+			return true
 		}
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
@@ -410,13 +466,13 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		} else if f.ID != "" {
 			sess.answer(answer{Type: MsgAck, ID: f.ID})
 		}
-		return
+		return true
 	case MsgAvailability:
 		s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
 			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ride.DriverAvailability{DriverID: sess.user, Available: *f.Available})
 			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
 		}, s.recordAvailability)
-		return
+		return true
 	}
 	s.command(ctx, sess, f, func() (ev.Outgoing, string, *ProtocolError) {
 		if perr := s.precheck(ctx, sess, f); perr != nil {
@@ -430,6 +486,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		env, err := ev.New(f.Type, cmd.TripID, now, cmd)
 		return ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}, cmd.TripID, internalErr(err)
 	}, nil)
+	return true
 }
 
 // recordAvailability keeps a published availability change in the durable
