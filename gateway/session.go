@@ -32,7 +32,7 @@ type session struct {
 	// id names the socket in its user's socket set ("replica/n"); ip is
 	// the peer's address, counted per IP (limits.go).
 	id, ip string
-	conn            *websocket.Conn
+	conn   *websocket.Conn
 	// ctx is the server's lifetime, shared by every session: a context of
 	// its own would cost each socket about a kilobyte, so a single session
 	// ends by closing its conn, which ends its Read.
