@@ -51,14 +51,16 @@ type Record struct {
 	// at-least-once redelivery (tripstate re-publishes what it applied
 	// when it sees a command again).
 	Repeat bool `json:"repeat,omitempty"`
-	// To is a push's recipient.
-	To string `json:"to,omitempty"`
+	// To is a push's recipient, and ToRole the role it was for: a user is
+	// the pair (ToRole, To).
+	To     string `json:"to,omitempty"`
+	ToRole string `json:"to_role,omitempty"`
 	// Reason is a dead letter's (why it was given up on), or the trip's
 	// after a transition (why it was cancelled, why an offer ended).
 	Reason string `json:"reason,omitempty"`
 	Detail string `json:"detail,omitempty"`
 
-	users []string // a transition's rider and drivers
+	users []string // a transition's rider and drivers, as user.pushes keys
 }
 
 // String is the record on one line, for a human.
@@ -79,7 +81,7 @@ func (r Record) String() string {
 			b.WriteString("  (again: redelivered)")
 		}
 	case KindPush:
-		fmt.Fprintf(&b, "push        %-19s to %s", r.Type, r.To)
+		fmt.Fprintf(&b, "push        %-19s to %s %s", r.Type, r.ToRole, r.To)
 		if r.State != "" {
 			fmt.Fprintf(&b, "  %s v%d", r.State, r.Version)
 		}
@@ -269,8 +271,15 @@ func transitionRecord(m kafkago.Message) (Record, bool) {
 		d = append(d, "rider "+u.Trip.RiderID)
 	}
 	r.Detail = strings.Join(d, ", ")
-	// The users whose pushes are about this trip, for readPushes.
-	r.users = append(append([]string{u.Trip.RiderID}, u.Trip.Offered...), u.Trip.DriverID)
+	// The users whose pushes are about this trip, for readPushes: the
+	// user.pushes keys, ride.UserKey(role, id), and the bare ids that
+	// records written before pushes were keyed by role carry.
+	r.users = []string{ride.UserKey(ride.RoleRider, u.Trip.RiderID), u.Trip.RiderID}
+	for _, d := range append(slices.Clone(u.Trip.Offered), u.Trip.DriverID) {
+		if d != "" {
+			r.users = append(r.users, ride.UserKey(ride.RoleDriver, d), d)
+		}
+	}
 	return r, true
 }
 
@@ -389,6 +398,7 @@ func pushRecord(m kafkago.Message, tripID string) (Record, bool) {
 	}
 	r := at(m, KindPush)
 	r.At, r.Type, r.EventID, r.To, r.State, r.Version = e.OccurredAt, msg.Type, e.ID, p.UserID, msg.State, msg.Version
+	r.ToRole = protocol.PushRole(p)
 	return r, true
 }
 

@@ -109,6 +109,8 @@ func TestAsyncAPIDescribesGoMessages(t *testing.T) {
 		{events.TopicUserPushes, events.TypePush, "r-1", protocol.Push{UserID: "r-1", Message: mustJSON(tripMsg)}},
 		{events.TopicUserPushes, events.TypePush, "r-1", protocol.Push{UserID: "r-1", Message: mustJSON(protocol.DriverLocationMessage{
 			Type: protocol.PushDriverLocation, TripID: "t-1", Lat: 1, Lng: 2, At: events.FormatTime(at)})}},
+		{events.TopicUserPushes, events.TypePush, "driver:d-42", protocol.Push{UserID: "d-42", Role: protocol.RoleDriver, Message: mustJSON(protocol.NewOfferMessage(offered, offer))}},
+		{events.TopicUserPushes, events.TypePush, "rider:r-1", protocol.Push{UserID: "r-1", Role: protocol.RoleRider, Message: mustJSON(tripMsg)}},
 		{events.TopicDeadLetters, events.TypeDeadLetter, "t-1", events.DeadLetter{Reason: "permanent: decode envelope: missing id",
 			Group: "tripstate", Topic: events.TopicTripCommands, Partition: 3, Offset: 1042, Key: "t-1", Value: "{}"}},
 	}

@@ -10,6 +10,7 @@ import (
 	ev "github.com/hexride/hexride/events"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/protocol"
+	"github.com/hexride/hexride/ride"
 )
 
 // TestNumberAll numbers a batch in one round trip on a Redis that has never
@@ -106,7 +107,7 @@ func TestLateLocationsAreDropped(t *testing.T) {
 	if err := s.handlePushes(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	msgs, gap, err := s.pushes.Since(ctx, "r-1", 0)
+	msgs, gap, err := s.pushes.Since(ctx, ride.UserKey(ride.RoleRider, "r-1"), 0) // the user key, as it is numbered under
 	if err != nil || gap {
 		t.Fatalf("read the log: %v (gap %v)", err, gap)
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -70,6 +71,9 @@ type Config struct {
 	// MaxSpeedKMH is the fastest a driver's locations may imply, measured
 	// between arrivals on one socket (DefaultMaxSpeedKMH; see locsanity.go).
 	MaxSpeedKMH float64
+	// Limits are per user across sockets and replicas, and per IP (see
+	// limits.go). The per-socket RatePerSec and Burst stay a first line.
+	Limits Limits
 }
 
 func (c Config) withDefaults() Config {
@@ -91,6 +95,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxSpeedKMH <= 0 {
 		c.MaxSpeedKMH = DefaultMaxSpeedKMH
 	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -111,6 +116,10 @@ type Server struct {
 	// replica names this gateway process in the presence sets and is the
 	// Redis channel other replicas forward its users' pushes to.
 	replica string
+	// ips counts phone sockets per remote IP here; socketSeq numbers this
+	// replica's sockets for the users' socket sets.
+	ips       ipCount
+	socketSeq atomic.Int64
 }
 
 var (
@@ -314,6 +323,10 @@ func (s *Server) RunPushes(ctx context.Context) error {
 					s.log.Warn("bad forwarded push", "err", err)
 					continue
 				}
+				if f.Evict != "" {
+					s.evict(f.User, f.Evict)
+					continue
+				}
 				s.hub.deliver(f.User, f.Seq, f.Msg)
 			}
 		}
@@ -323,11 +336,23 @@ func (s *Server) RunPushes(ctx context.Context) error {
 
 func forwardChannel(replica string) string { return "push-forward:" + replica }
 
-// forwarded is a numbered push on its way to the replica holding the socket.
+// forwarded is a numbered push on its way to the replica holding the
+// socket, or, with Evict, the id of a socket of User that replica must
+// close because a newer one took its place (limits.go).
 type forwarded struct {
-	User string          `json:"u"`
-	Seq  int64           `json:"s"`
-	Msg  json.RawMessage `json:"m"`
+	User  string          `json:"u"`
+	Seq   int64           `json:"s,omitempty"`
+	Msg   json.RawMessage `json:"m,omitempty"`
+	Evict string          `json:"e,omitempty"`
+}
+
+// forward publishes f on replica's channel.
+func (s *Server) forward(ctx context.Context, replica string, f forwarded) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return s.rdb.Publish(ctx, forwardChannel(replica), b).Err()
 }
 
 // HandlePushes numbers a batch of one partition's pushes for their users
@@ -359,7 +384,9 @@ func (s *Server) handlePushes(ctx context.Context, es []ev.Envelope) error {
 		if err := checkPushMessage(e.ID, p.Message); err != nil {
 			return ev.Permanent(err)
 		}
-		ps[i] = ToNumber{ID: e.ID, User: p.UserID, Msg: p.Message}
+		// Numbered, kept and delivered under the user key: a driver
+		// whose sub is a rider's id never shares the rider's stream.
+		ps[i] = ToNumber{ID: e.ID, User: p.Key(), Msg: p.Message}
 	}
 	ps, err := s.dropLateLocations(ctx, ps)
 	if err != nil {
@@ -428,17 +455,13 @@ func (s *Server) route(ctx context.Context, user string, n Numbered) {
 			s.hub.deliver(user, n.Seq, n.Msg)
 			continue
 		}
-		b, err := json.Marshal(forwarded{User: user, Seq: n.Seq, Msg: n.Msg})
-		if err == nil {
-			err = s.rdb.Publish(ctx, forwardChannel(r), b).Err()
-		}
-		if err != nil {
+		if err := s.forward(ctx, r, forwarded{User: user, Seq: n.Seq, Msg: n.Msg}); err != nil {
 			s.log.Warn("forward push", "replica", r, "user", user, "err", err)
 		}
 	}
 }
 
-// hub maps users to their open sessions on this gateway.
+// hub maps user keys (ride.UserKey) to their open sessions on this gateway.
 type hub struct {
 	mu    sync.RWMutex
 	users map[string]map[*session]struct{}
@@ -450,10 +473,10 @@ func newHub() *hub { return &hub{users: map[string]map[*session]struct{}{}} }
 func (h *hub) add(s *session) (first bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.users[s.user]
+	m := h.users[s.key]
 	if m == nil {
 		m = map[*session]struct{}{}
-		h.users[s.user] = m
+		h.users[s.key] = m
 	}
 	m[s] = struct{}{}
 	return len(m) == 1
@@ -463,7 +486,7 @@ func (h *hub) add(s *session) (first bool) {
 func (h *hub) remove(s *session) (last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if m := h.users[s.user]; m != nil {
+	if m := h.users[s.key]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
 			delete(h.users, s.user)

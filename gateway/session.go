@@ -25,8 +25,14 @@ import (
 // goroutine exists only while frames are waiting to be written. Measured
 // figures are in docs/loadtest.md.
 type session struct {
-	user, role string
-	conn       *websocket.Conn
+	// user and role are the token's sub and role; key is the user they make
+	// together (ride.UserKey), which pushes, presence and command memory
+	// are kept under.
+	user, role, key string
+	// id names the socket in its user's socket set ("replica/n"); ip is
+	// the peer's address, counted per IP (limits.go).
+	id, ip string
+	conn   *websocket.Conn
 	// ctx is the server's lifetime, shared by every session: a context of
 	// its own would cost each socket about a kilobyte, so a single session
 	// ends by closing its conn, which ends its Read.
@@ -51,6 +57,9 @@ type session struct {
 	// fix is the driver's last accepted location on this socket; only the
 	// reader touches it (checkLocation).
 	fix lastFix
+	// pingTokens are location tokens leased from the user's budget and not
+	// yet spent; only the reader touches them (spend).
+	pingTokens int
 }
 
 // push queues a numbered push; a phone too slow to take its queue is
@@ -183,21 +192,42 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		afterSeq = n
 	}
+	key, ip := ride.UserKey(claims.Role, claims.Subject), remoteIP(r)
+	// A phone closed for abuse waits before it may come back (limits.go).
+	if wait, why := s.backingOff(r.Context(), key, ip); wait > 0 {
+		refused(why)
+		tooMany(w, wait, "closed for too many messages; wait before reconnecting")
+		return
+	}
+	if limit := s.cfg.Limits.MaxSocketsPerIP; limit > 0 {
+		if !s.ips.acquire(ip, limit) {
+			refused(refusedIPSockets)
+			tooMany(w, 0, "too many connections from this address")
+			return
+		}
+	}
 	c, release, ok := s.upgrade(w, r, true)
 	if !ok {
+		if s.cfg.Limits.MaxSocketsPerIP > 0 {
+			s.ips.release(ip)
+		}
 		return
+	}
+	if s.cfg.Limits.MaxSocketsPerIP > 0 {
+		upgraded := release
+		release = func() { s.ips.release(ip); upgraded() }
 	}
 
 	ctx := s.sessions.ctx
-	sess := &session{user: claims.Subject, role: claims.Role, conn: c, ctx: ctx,
-		limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
-	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.user, after) }
+	sess := &session{user: claims.Subject, role: claims.Role, key: key, ip: ip, conn: c, ctx: ctx,
+		id: s.replica + "/" + strconv.FormatInt(s.socketSeq.Add(1), 10), limit: s.cfg.SendQueue, resuming: afterSeq >= 0}
+	sess.fill = func(after int64) ([]Retained, bool, error) { return s.pushes.Since(ctx, sess.key, after) }
 	if afterSeq < 0 {
 		// Live only: start from the current seq, read before registering so
 		// a push numbered in between shows as a gap and is filled.
-		cur, err := s.pushes.Current(ctx, sess.user)
+		cur, err := s.pushes.Current(ctx, sess.key)
 		if err != nil {
-			s.log.Warn("read seq", "user", sess.user, "err", err)
+			s.log.Warn("read seq", "user", sess.key, "err", err)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
 			release()
 			return
@@ -205,16 +235,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		sess.lastSeq = cur
 	}
 	if first := s.hub.add(sess); first {
-		if err := s.rdb.SAdd(ctx, presenceKey(sess.user), s.replica).Err(); err != nil {
+		if err := s.rdb.SAdd(ctx, presenceKey(sess.key), s.replica).Err(); err != nil {
 			// Nobody would route this user's pushes here: the phone tries
 			// again (and resumes) rather than wait on a socket that hears
 			// nothing.
-			s.log.Warn("record presence", "user", sess.user, "err", err)
+			s.log.Warn("record presence", "user", sess.key, "err", err)
 			s.hub.remove(sess)
 			c.Close(websocket.StatusTryAgainLater, "state store unavailable; retry")
 			release()
 			return
 		}
+	}
+	// Newest wins: beyond the user's socket limit, its oldest sockets are
+	// closed, on whichever replica holds them. If Redis fails here, it
+	// failed a moment ago for presence too; the limit is enforced again at
+	// the user's next connect.
+	if err := s.register(ctx, sess); err != nil {
+		refused(refusedLimitsError)
+		s.log.Warn("register socket", "user", sess.key, "err", err)
 	}
 	connectionsGauge.WithLabelValues(claims.Role).Inc()
 	stopExpiry := closeAtExpiry(claims, s.cfg.TokenGrace, func() {
@@ -257,20 +295,29 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, small bool) (c 
 func (s *Server) runSession(sess *session, afterSeq int64) {
 	defer connectionsGauge.WithLabelValues(sess.role).Dec()
 	defer func() {
-		if last := s.hub.remove(sess); last {
-			if err := s.rdb.SRem(context.Background(), presenceKey(sess.user), s.replica).Err(); err != nil {
-				s.log.Warn("clear presence", "user", sess.user, "err", err)
+		last := s.hub.remove(sess)
+		_, err := s.rdb.Pipelined(context.Background(), func(p redis.Pipeliner) error {
+			p.ZRem(context.Background(), socketsKey(sess.key), sess.id)
+			if last {
+				p.SRem(context.Background(), presenceKey(sess.key), s.replica)
 			}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("clear presence", "user", sess.key, "err", err)
 		}
 	}()
 	if afterSeq >= 0 {
 		if err := s.resume(sess.ctx, sess, afterSeq); err != nil {
-			s.log.Warn("resume", "user", sess.user, "err", err)
+			s.log.Warn("resume", "user", sess.key, "err", err)
 			sess.conn.Close(websocket.StatusTryAgainLater, "resume failed; retry")
 			return
 		}
 	}
 	status, reason := s.readLoop(sess.ctx, sess.conn, sess)
+	if status == websocket.StatusPolicyViolation {
+		s.abused(sess.key, sess.ip)
+	}
 	sess.mu.Lock()
 	sess.closed = true
 	sess.mu.Unlock()
@@ -280,7 +327,7 @@ func (s *Server) runSession(sess *session, afterSeq int64) {
 // resume replays what the phone missed after afterSeq, or sends resync with
 // its current trip when the gap cannot be filled, then lets live pushes flow.
 func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) error {
-	msgs, gap, err := s.pushes.Since(ctx, sess.user, afterSeq)
+	msgs, gap, err := s.pushes.Since(ctx, sess.key, afterSeq)
 	if err != nil {
 		return err
 	}
@@ -298,7 +345,7 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		if err != nil {
 			return fmt.Errorf("encode resync: %w", err)
 		}
-		n, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.user, b)
+		n, err := s.pushes.Number(ctx, "resync-"+ev.NewID(), sess.key, b)
 		if err != nil {
 			return err
 		}
@@ -343,6 +390,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 		switch {
 		case !limiter.Allow():
 			framesTotal.WithLabelValues("rate_limited").Inc()
+			refused(refusedSocketRate)
 			if strikes++; strikes > s.cfg.Burst {
 				frameBuffers.Put(buf)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
@@ -353,8 +401,14 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 			strikes = 0
 			s.sendError(sess, "", badRequest("frames must be text"))
 		default:
-			strikes = 0
-			s.handleFrame(ctx, sess, *buf)
+			// A frame past the user's budget (across its sockets and the
+			// replicas) is a strike like one past the socket's own.
+			if s.handleFrame(ctx, sess, *buf) {
+				strikes = 0
+			} else if strikes++; strikes > s.cfg.Burst {
+				frameBuffers.Put(buf)
+				return websocket.StatusPolicyViolation, "rate limit exceeded"
+			}
 		}
 		// Nothing keeps the frame's bytes: decoding copies what it reads.
 		frameBuffers.Put(buf)
@@ -367,25 +421,30 @@ func (s *Server) sendError(sess *session, id string, pe *protocol.Error) {
 }
 
 // handleFrame turns one frame into an event, or into an error that changes
-// nothing.
-func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
+// nothing. It returns false if the frame was past its user's budget.
+func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) bool {
 	f, perr := DecodeFrame(data)
 	if perr != nil {
 		framesTotal.WithLabelValues("invalid").Inc()
 		s.sendError(sess, f.ID, perr)
-		return
+		return true
 	}
 	framesTotal.WithLabelValues(f.Type).Inc()
 	if perr := Authorize(sess.role, f); perr != nil {
 		s.sendError(sess, f.ID, perr)
-		return
+		return true
+	}
+	if !s.spend(ctx, sess, f.Type) {
+		framesTotal.WithLabelValues("rate_limited").Inc()
+		s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages for this user; slow down"})
+		return false
 	}
 	now := time.Now()
 	switch f.Type {
 	case protocol.MsgLocation:
 		if perr := checkLocation(&sess.fix, &f, now, s.cfg.MaxSpeedKMH); perr != nil {
 			s.sendError(sess, f.ID, perr)
-			return
+			return true
 		}
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
@@ -407,13 +466,13 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		} else if f.ID != "" {
 			sess.answer(protocol.Answer{Type: protocol.MsgAck, ID: f.ID})
 		}
-		return
+		return true
 	case protocol.MsgAvailability:
 		s.command(ctx, sess, f, func() (ev.Outgoing, string, *protocol.Error) {
 			env, err := ev.New(ev.TypeDriverAvailability, sess.user, now, ride.DriverAvailability{DriverID: sess.user, Available: *f.Available})
 			return ev.Outgoing{Topic: ev.TopicDriverEvents, Env: env}, "", internalErr(err)
 		}, s.recordAvailability)
-		return
+		return true
 	}
 	s.command(ctx, sess, f, func() (ev.Outgoing, string, *protocol.Error) {
 		if perr := s.precheck(ctx, sess, f); perr != nil {
@@ -427,6 +486,7 @@ func (s *Server) handleFrame(ctx context.Context, sess *session, data []byte) {
 		env, err := ev.New(f.Type, cmd.TripID, now, cmd)
 		return ev.Outgoing{Topic: ev.TopicTripCommands, Env: env}, cmd.TripID, internalErr(err)
 	}, nil)
+	return true
 }
 
 // recordAvailability keeps a published availability change in the durable
@@ -469,7 +529,9 @@ const commandMemory = 24 * time.Hour
 // or not the event was written after all.
 const publishTimeout = 5 * time.Second
 
-func commandKey(user, id string) string { return "gw-cmd:" + user + ":" + id }
+// commandKey is a command's memory, under the user key: a driver token
+// carrying a rider's sub has a memory of its own.
+func commandKey(userKey, id string) string { return "gw-cmd:" + userKey + ":" + id }
 
 // command publishes the event build makes and acks it. With an id, the event
 // is remembered first, so that a resend after a lost ack (even after a crash
@@ -482,7 +544,7 @@ func (s *Server) command(ctx context.Context, sess *session, f protocol.Frame, b
 	var st stored
 	resend := false
 	if f.ID != "" {
-		b, err := s.rdb.Get(ctx, commandKey(sess.user, f.ID)).Bytes()
+		b, err := s.rdb.Get(ctx, commandKey(sess.key, f.ID)).Bytes()
 		switch {
 		case err == nil:
 			if json.Unmarshal(b, &st) == nil && (st.Type == f.Type || st.Type == "" && st.Out.Env.Type == f.Type) {
@@ -506,7 +568,7 @@ func (s *Server) command(ctx context.Context, sess *session, f protocol.Frame, b
 		st = stored{Type: f.Type, Out: out, TripID: tripID}
 		if f.ID != "" {
 			b, _ := json.Marshal(st)
-			ok, err := s.rdb.SetNX(ctx, commandKey(sess.user, f.ID), b, commandMemory).Result()
+			ok, err := s.rdb.SetNX(ctx, commandKey(sess.key, f.ID), b, commandMemory).Result()
 			if err != nil || !ok {
 				s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "could not record the command; safe to retry"})
 				return
@@ -516,7 +578,7 @@ func (s *Server) command(ctx context.Context, sess *session, f protocol.Frame, b
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := s.pub.Publish(pctx, st.Out); err != nil {
-		s.log.Warn("publish command", "type", f.Type, "user", sess.user, "err", err)
+		s.log.Warn("publish command", "type", f.Type, "user", sess.key, "err", err)
 		// The memory stays: a write that timed out may still land, and the
 		// resend must then be the very same event (same id, which tripstate
 		// applies once), not a second command.
@@ -525,7 +587,7 @@ func (s *Server) command(ctx context.Context, sess *session, f protocol.Frame, b
 	}
 	if after != nil {
 		if err := after(pctx, st.Out); err != nil {
-			s.log.Warn("after publishing command", "type", f.Type, "user", sess.user, "err", err)
+			s.log.Warn("after publishing command", "type", f.Type, "user", sess.key, "err", err)
 			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeUnavailable, Message: "state store unavailable; safe to retry"})
 			return
 		}

@@ -108,9 +108,40 @@ func NewOfferMessage(t ride.Trip, o ride.Offer) OfferMessage {
 
 // Push is one message for one user's phone. Message is the JSON object the
 // phone receives, without its seq: the gateway numbers pushes per user.
+// The user is the pair (Role, UserID): a driver whose sub is a rider's id
+// is another user and never gets that rider's pushes. The record's Kafka
+// key is ride.UserKey(Role, UserID) (see NewPush).
 type Push struct {
-	UserID  string          `json:"user_id"`
+	UserID string `json:"user_id"`
+	// Role is "rider" or "driver". Records written before it existed have
+	// none; the gateway infers it from the message (PushRole).
+	Role    string          `json:"role,omitempty"`
 	Message json.RawMessage `json:"message"`
+}
+
+// Key is the user key the push is for, its Kafka key.
+func (p Push) Key() string { return ride.UserKey(PushRole(p), p.UserID) }
+
+// PushRole is the push's Role or, for a record from before pushes carried
+// one, the role its message implies: an offer goes to a driver, a
+// driver.location to a rider, and a trip to its driver if it names another
+// rider (else to its rider).
+func PushRole(p Push) string {
+	if p.Role != "" {
+		return p.Role
+	}
+	var m struct {
+		Type    string `json:"type"`
+		RiderID string `json:"rider_id"`
+	}
+	_ = json.Unmarshal(p.Message, &m)
+	switch {
+	case m.Type == PushOffer:
+		return ride.RoleDriver
+	case m.Type == PushTrip && m.RiderID != "" && m.RiderID != p.UserID:
+		return ride.RoleDriver
+	}
+	return ride.RoleRider
 }
 
 // TimeFormat is how the contract writes a time: RFC 3339 in UTC with

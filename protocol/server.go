@@ -124,6 +124,9 @@ const (
 	// CloseTokenExpired: the token expired (30 s after exp); reconnect with
 	// a fresh token and after_seq.
 	CloseTokenExpired = 4001
+	// CloseReplaced: the user opened more sockets than allowed (on any
+	// gateway); the oldest is closed. Reconnecting would close the newest.
+	CloseReplaced = 4008
 )
 
 // LatLng is a position as the server writes it: WGS84 degrees,

@@ -30,6 +30,21 @@ type DriverAvailability struct {
 	Available bool   `json:"available"`
 }
 
+// Roles of the phones' users. A token's role and its sub together are one
+// user: a rider and a driver may carry the same sub and are still two
+// people, with two push streams, two sets of sockets and two budgets.
+const (
+	RoleRider  = "rider"
+	RoleDriver = "driver"
+)
+
+// UserKey names one user, the pair (role, id), in the one form every
+// service keys by: "rider:alice", "driver:d-42". Push streams and their
+// seqs, presence, sockets, command memory, rate limits and the
+// user.pushes partition key all use it; never the id alone, which a token
+// of the other role may also carry.
+func UserKey(role, id string) string { return role + ":" + id }
+
 // TripCommand is every event on TopicTripCommands; which fields are set
 // depends on the type (see asyncapi.yaml).
 type TripCommand struct {

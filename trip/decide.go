@@ -72,7 +72,11 @@ func reject(code, format string, args ...any) error {
 //   - a phone command from someone who is not a party → forbidden: for
 //     offer.accept/decline, a driver the trip was never offered to; for the
 //     others, anyone but the assigned driver, the driver of the open offer
-//     (whose command is early, not foreign) and, for trip.cancel, the rider;
+//     (whose command is early, not foreign) and, for trip.cancel, the rider.
+//     A party is a (role, id) pair: the rider must send as a rider and a
+//     driver as a driver, so a driver token whose sub is the rider's id is a
+//     stranger to the rider's trip, and so is a rider token carrying the
+//     driver's id;
 //   - a command the state machine does not allow now → conflict, and so is
 //     an answer to an offer that is not open, not this one or not this
 //     driver's, an accept after the offer expired, or a second offer of the
@@ -84,6 +88,9 @@ func Decide(cur ride.Trip, exists bool, cmd Command) (Transition, error) {
 		}
 		if cmd.UserID == "" || cmd.Pickup == nil || cmd.Dropoff == nil {
 			return Transition{}, ev.Permanent(fmt.Errorf("ride.request %s lacks rider, pickup or dropoff", cmd.ID))
+		}
+		if cmd.Role != ride.RoleRider {
+			return Transition{}, reject(CodeForbidden, "a %s may not request a ride", roleName(cmd.Role))
 		}
 		t := ride.Trip{TripID: cmd.TripID, State: ride.StateRequested, Version: 1, RiderID: cmd.UserID,
 			Pickup: *cmd.Pickup, Dropoff: *cmd.Dropoff, RequestedAt: cmd.At, UpdatedAt: cmd.At}
@@ -142,10 +149,10 @@ func Decide(cur ride.Trip, exists bool, cmd Command) (Transition, error) {
 		c.riderOp = "del"
 	case ev.TypeTripCancel:
 		var by string
-		switch cmd.UserID {
-		case cur.RiderID:
+		switch {
+		case cmd.Role == ride.RoleRider && cmd.UserID == cur.RiderID:
 			by = "rider"
-		case cur.DriverID:
+		case cmd.Role == ride.RoleDriver && cmd.UserID == cur.DriverID:
 			by = "driver"
 		default:
 			// The offered driver: a party, but the trip is not theirs to
@@ -179,19 +186,32 @@ func Decide(cur ride.Trip, exists bool, cmd Command) (Transition, error) {
 
 // checkParty refuses a phone's command from someone who is not a party to
 // cur; the dispatcher's and tripstate's own commands have no sender.
+//
+// The sender is the pair (cmd.Role, cmd.UserID): a driver's command counts
+// only from a driver, a rider's only from a rider.
 func checkParty(cur ride.Trip, cmd Command) error {
 	user := cmd.UserID
+	asDriver := user != "" && cmd.Role == ride.RoleDriver
+	asRider := user != "" && cmd.Role == ride.RoleRider
 	switch cmd.Type {
 	case ev.TypeOfferAccept, ev.TypeOfferDecline:
-		if user == "" || !slices.Contains(cur.Offered, user) {
-			return reject(CodeForbidden, "trip %s was not offered to %s", cur.TripID, user)
+		if !asDriver || !slices.Contains(cur.Offered, user) {
+			return reject(CodeForbidden, "trip %s was not offered to %s %s", cur.TripID, roleName(cmd.Role), user)
 		}
 	case ev.TypeTripCancel, ev.TypeTripArrive, ev.TypeTripStart, ev.TypeTripComplete:
-		party := user != "" && (user == cur.DriverID || cur.Offer != nil && cur.Offer.DriverID == user ||
-			cmd.Type == ev.TypeTripCancel && user == cur.RiderID)
+		party := asDriver && (user == cur.DriverID || cur.Offer != nil && cur.Offer.DriverID == user) ||
+			asRider && cmd.Type == ev.TypeTripCancel && user == cur.RiderID
 		if !party {
-			return reject(CodeForbidden, "%s is not the rider or driver of trip %s", user, cur.TripID)
+			return reject(CodeForbidden, "%s %s is not the rider or driver of trip %s", roleName(cmd.Role), user, cur.TripID)
 		}
 	}
 	return nil
+}
+
+// roleName is a sender's role for a refusal's reason.
+func roleName(role string) string {
+	if role == "" {
+		return "sender without a role"
+	}
+	return role
 }

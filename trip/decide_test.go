@@ -178,6 +178,9 @@ func TestDecideRefusals(t *testing.T) {
 		return c
 	}
 	user := func(typ, u string) Command { return with(typ, func(c *Command) { c.UserID = u }) }
+	as := func(typ, role, u string) Command {
+		return with(typ, func(c *Command) { c.Role, c.UserID = role, u })
+	}
 	offeredToD2 := tripIn(ride.StateOffered)
 	offeredToD2.Offered = []string{"d1", "d2"}
 	offeredToD2.Offer = &ride.Offer{OfferID: "o2", DriverID: "d2", ExpiresAt: offerExpires}
@@ -211,8 +214,8 @@ func TestDecideRefusals(t *testing.T) {
 		{"cancel by a stranger", tripIn(ride.StateAccepted), true, user(ev.TypeTripCancel, "r2"), CodeForbidden},
 		{"cancel by a stranger of an ended trip", tripIn(ride.StateCompleted), true, user(ev.TypeTripCancel, "r2"), CodeForbidden},
 		{"cancel without a sender", tripIn(ride.StateRequested), true, user(ev.TypeTripCancel, ""), CodeForbidden},
-		{"cancel by a driver who declined", tripIn(ride.StateRequested), true, user(ev.TypeTripCancel, "d1"), CodeForbidden},
-		{"cancel by the offered driver is early", tripIn(ride.StateOffered), true, user(ev.TypeTripCancel, "d1"), CodeConflict},
+		{"cancel by a driver who declined", tripIn(ride.StateRequested), true, as(ev.TypeTripCancel, "driver", "d1"), CodeForbidden},
+		{"cancel by the offered driver is early", tripIn(ride.StateOffered), true, as(ev.TypeTripCancel, "driver", "d1"), CodeConflict},
 		{"cancel in progress", tripIn(ride.StateInProgress), true, validCommand(ev.TypeTripCancel), CodeConflict},
 		{"cancel twice", tripIn(ride.StateCancelled), true, validCommand(ev.TypeTripCancel), CodeConflict},
 		{"arrive by a stranger", tripIn(ride.StateAccepted), true, user(ev.TypeTripArrive, "d2"), CodeForbidden},
@@ -223,6 +226,17 @@ func TestDecideRefusals(t *testing.T) {
 		{"start by a stranger before arrival", tripIn(ride.StateAccepted), true, user(ev.TypeTripStart, "d2"), CodeForbidden},
 		{"start before arrival", tripIn(ride.StateAccepted), true, validCommand(ev.TypeTripStart), CodeConflict},
 		{"complete twice", tripIn(ride.StateCompleted), true, validCommand(ev.TypeTripComplete), CodeConflict},
+
+		// Identity is (role, id): the same id under the other role is a stranger.
+		{"cancel by a driver carrying the rider's id", tripIn(ride.StateRequested), true, as(ev.TypeTripCancel, "driver", "r1"), CodeForbidden},
+		{"cancel by a driver carrying the rider's id, accepted", tripIn(ride.StateAccepted), true, as(ev.TypeTripCancel, "driver", "r1"), CodeForbidden},
+		{"cancel by a rider carrying the driver's id", tripIn(ride.StateAccepted), true, as(ev.TypeTripCancel, "rider", "d1"), CodeForbidden},
+		{"cancel without a role", tripIn(ride.StateRequested), true, as(ev.TypeTripCancel, "", "r1"), CodeForbidden},
+		{"accept by a rider carrying the offered driver's id", tripIn(ride.StateOffered), true, as(ev.TypeOfferAccept, "rider", "d1"), CodeForbidden},
+		{"decline without a role", tripIn(ride.StateOffered), true, as(ev.TypeOfferDecline, "", "d1"), CodeForbidden},
+		{"arrive by a rider carrying the driver's id", tripIn(ride.StateAccepted), true, as(ev.TypeTripArrive, "rider", "d1"), CodeForbidden},
+		{"complete by a viewer carrying the driver's id", tripIn(ride.StateInProgress), true, as(ev.TypeTripComplete, "viewer", "d1"), CodeForbidden},
+		{"request by a driver", ride.Trip{}, false, as(ev.TypeRideRequest, "driver", "r1"), CodeForbidden},
 
 		{"second offer while one is open", tripIn(ride.StateOffered), true, validCommand(ev.TypeDispatchOffer), CodeConflict},
 		{"offer to a driver offered before", tripIn(ride.StateRequested), true, with(ev.TypeDispatchOffer, func(c *Command) { c.DriverID = "d1" }), CodeConflict},

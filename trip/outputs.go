@@ -29,19 +29,23 @@ func outputs(u ride.TripUpdated) []ev.Outgoing {
 	}
 	add(ev.TopicTripEvents, fmt.Sprintf("trip-%s-v%d", t.TripID, t.Version), ev.TypeTripUpdated, t.TripID, u)
 
-	push := func(user, kind string, msg any) {
+	// Each push names its user as (role, id) and is keyed by that pair: the
+	// rider is a rider and the driver a driver, even when both carry the
+	// same id.
+	push := func(role, user, kind string, msg any) {
 		b, err := json.Marshal(msg)
 		if err != nil {
 			panic(err)
 		}
-		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, user), ev.TypePush, user,
-			protocol.Push{UserID: user, Message: b})
+		key := ride.UserKey(role, user)
+		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, key), ev.TypePush, key,
+			protocol.Push{UserID: user, Role: role, Message: b})
 	}
 	if t.State == ride.StateOffered && t.Offer != nil {
-		push(t.Offer.DriverID, protocol.PushOffer, protocol.NewOfferMessage(t, *t.Offer))
+		push(ride.RoleDriver, t.Offer.DriverID, protocol.PushOffer, protocol.NewOfferMessage(t, *t.Offer))
 	}
 	msg := protocol.NewTripMessage(t)
-	push(t.RiderID, protocol.PushTrip, msg)
+	push(ride.RoleRider, t.RiderID, protocol.PushTrip, msg)
 	driver := t.DriverID
 	switch {
 	case driver != "":
@@ -51,7 +55,7 @@ func outputs(u ride.TripUpdated) []ev.Outgoing {
 		driver = u.EndedOffer.DriverID
 	}
 	if driver != "" {
-		push(driver, protocol.PushTrip, msg)
+		push(ride.RoleDriver, driver, protocol.PushTrip, msg)
 	}
 	return outs
 }
@@ -102,7 +106,8 @@ func (s *Service) HandleDriverEvents(ctx context.Context, es []ev.Envelope) ([]e
 		if err != nil {
 			return nil, fmt.Errorf("encode driver.location push: %w", err)
 		}
-		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, c.RiderID, p.e.OccurredAt, protocol.Push{UserID: c.RiderID, Message: msg})
+		env, err := ev.NewWithID("loc-"+p.e.ID, ev.TypePush, ride.UserKey(ride.RoleRider, c.RiderID), p.e.OccurredAt,
+			protocol.Push{UserID: c.RiderID, Role: ride.RoleRider, Message: msg})
 		if err != nil {
 			return nil, err
 		}

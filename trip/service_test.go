@@ -177,22 +177,22 @@ func TestIllegalCommandsAreRejected(t *testing.T) {
 		permanent bool
 	}{
 		{"accept by someone else", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d2", OfferID: "o1"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d2", Role: "driver", OfferID: "o1"})
 		}, true},
 		{"accept after expiry", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 12*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 12*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o1"})
 		}, true},
 		{"accept of a closed offer", 2, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o-old"})
+			return cmdEnv(t, "x", ev.TypeOfferAccept, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o-old"})
 		}, true},
 		{"start before arrive", 3, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripStart, 4*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1"})
+			return cmdEnv(t, "x", ev.TypeTripStart, 4*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver"})
 		}, true},
 		{"cancel in progress", 5, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripCancel, 6*time.Second, ride.TripCommand{TripID: "t1", UserID: "r1"})
+			return cmdEnv(t, "x", ev.TypeTripCancel, 6*time.Second, ride.TripCommand{TripID: "t1", UserID: "r1", Role: "rider"})
 		}, true},
 		{"command for no trip", 0, func(t *testing.T) ev.Envelope {
-			return cmdEnv(t, "x", ev.TypeTripArrive, 0, ride.TripCommand{TripID: "nope", UserID: "d1"})
+			return cmdEnv(t, "x", ev.TypeTripArrive, 0, ride.TripCommand{TripID: "nope", UserID: "d1", Role: "driver"})
 		}, true},
 		{"late expiry from the dispatcher is ignored", 3, func(t *testing.T) ev.Envelope {
 			return cmdEnv(t, "x", ev.TypeDispatchExpire, 12*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o1"})
@@ -240,13 +240,13 @@ func TestOneDriverCannotHoldTwoTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: rider, Pickup: here, Dropoff: there}))
+		must(cmdEnv(t, trip+"1", ev.TypeRideRequest, 0, ride.TripCommand{TripID: trip, UserID: rider, Role: "rider", Pickup: here, Dropoff: there}))
 		must(cmdEnv(t, trip+"2", ev.TypeDispatchOffer, 0, ride.TripCommand{TripID: trip, OfferID: "o" + trip, DriverID: "d1", ExpiresAt: t0.Add(time.Minute)}))
 	}
-	if err := svc.apply(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "ta", UserID: "d1", OfferID: "ota"})); err != nil {
+	if err := svc.apply(ctx, cmdEnv(t, "acc-a", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "ta", UserID: "d1", Role: "driver", OfferID: "ota"})); err != nil {
 		t.Fatal(err)
 	}
-	err := svc.apply(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "tb", UserID: "d1", OfferID: "otb"}))
+	err := svc.apply(ctx, cmdEnv(t, "acc-b", ev.TypeOfferAccept, time.Second, ride.TripCommand{TripID: "tb", UserID: "d1", Role: "driver", OfferID: "otb"}))
 	if !errors.Is(err, ev.ErrPermanent) {
 		t.Fatalf("second accept: %v, want a permanent rejection", err)
 	}
@@ -263,7 +263,7 @@ func TestDeclinedDriverIsNeverOfferedTheTripAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := svc.apply(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", OfferID: "o1"})); err != nil {
+	if err := svc.apply(ctx, cmdEnv(t, "dec", ev.TypeOfferDecline, 2*time.Second, ride.TripCommand{TripID: "t1", UserID: "d1", Role: "driver", OfferID: "o1"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.apply(ctx, cmdEnv(t, "again", ev.TypeDispatchOffer, 3*time.Second, ride.TripCommand{TripID: "t1", OfferID: "o2", DriverID: "d1", ExpiresAt: t0.Add(time.Minute)})); err != nil {

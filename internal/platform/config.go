@@ -44,10 +44,19 @@ type Config struct {
 	JWTAudience     string
 	DevSecretFile   string
 	MaxSpeedKMH     int
-	DevAuth         bool
-	LogLevel        string
-	ReplicaID       string
-	DemoCity        bool
+	// MaxSocketsPerUser and MaxSocketsPerIP are the gateway's socket
+	// limits (HEXRIDE_MAX_SOCKETS_PER_USER, HEXRIDE_MAX_SOCKETS_PER_IP);
+	// 0 takes the gateway's default for the first and turns the second off.
+	MaxSocketsPerUser int
+	MaxSocketsPerIP   int
+	// Limits, if set in code (tests, embedding), are the gateway's other
+	// limits: per-user budgets and back-off (gateway.Limits; zero values
+	// take its defaults). The two settings above override its socket limits.
+	Limits    gateway.Limits
+	DevAuth   bool
+	LogLevel  string
+	ReplicaID string
+	DemoCity  bool
 }
 
 // Flags registers every setting on s. defAddr, defAdminAddr and devAuth
@@ -86,6 +95,16 @@ func (c *Config) Flags(s *conf.Set, defAddr, defAdminAddr string, devAuth bool) 
 		maxSpeed = demoMaxSpeedKMH
 	}
 	s.Int(&c.MaxSpeedKMH, "max-speed-kmh", "HEXRIDE_MAX_SPEED_KMH", maxSpeed, "fastest a driver's successive locations may imply; faster ones are refused (bad_request) and never published")
+	// Loopback load tests hold thousands of sockets from one address: the
+	// one-command run has no per-IP limit unless asked.
+	perIP := gateway.DefaultMaxSocketsPerIP
+	if devAuth {
+		perIP = 0
+	}
+	s.Int(&c.MaxSocketsPerUser, "max-sockets-per-user", "HEXRIDE_MAX_SOCKETS_PER_USER", gateway.DefaultMaxSocketsPerUser,
+		"most sockets one user (role and sub) may hold at once across every gateway; a newer one closes the oldest (4008)")
+	s.Int(&c.MaxSocketsPerIP, "max-sockets-per-ip", "HEXRIDE_MAX_SOCKETS_PER_IP", perIP,
+		"most phone sockets one remote IP may hold on a gateway (HTTP 429 beyond); 0 turns it and the per-IP back-off off")
 	s.String(&c.DevSecretFile, "dev-secret-file", "HEXRIDE_DEV_SECRET_FILE", "", "where development auth keeps the secret it draws on every start, for hexride token; empty: hexride/dev-secret in the user's cache directory")
 	s.Bool(&c.DevAuth, "dev-auth", "HEXRIDE_DEV_AUTH", devAuth, "serve POST /v1/dev/token, minting a token for anyone")
 	s.String(&c.LogLevel, "log-level", "HEXRIDE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -128,6 +147,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("HEXRIDE_BATCH_WINDOW=%s: want 100ms to the offer timeout (%s)", c.BatchWindow, c.OfferTimeout)
 	case c.MaxSpeedKMH < 0 || c.MaxSpeedKMH > 100_000:
 		return fmt.Errorf("HEXRIDE_MAX_SPEED_KMH=%d: want 1 to 100000 (0 takes the gateway's default, %d)", c.MaxSpeedKMH, gateway.DefaultMaxSpeedKMH)
+	case c.MaxSocketsPerUser < 0 || c.MaxSocketsPerUser > 1000:
+		return fmt.Errorf("HEXRIDE_MAX_SOCKETS_PER_USER=%d: want 1 to 1000 (0 takes the default, %d)", c.MaxSocketsPerUser, gateway.DefaultMaxSocketsPerUser)
+	case c.MaxSocketsPerIP < 0:
+		return fmt.Errorf("HEXRIDE_MAX_SOCKETS_PER_IP=%d: want 0 (no limit) or more", c.MaxSocketsPerIP)
 	case c.JWTMaxTTL < 0 || c.JWTMaxTTL > 30*24*time.Hour:
 		return fmt.Errorf("HEXRIDE_JWT_MAX_TTL=%s: want up to 720h (0 takes the default, %s)", c.JWTMaxTTL, gateway.DefaultTokenMaxTTL)
 	}

@@ -63,13 +63,13 @@ func TestSocketWithLostPresenceIsHealed(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer rdb.Close()
 	ctx := context.Background()
-	if err := rdb.Del(ctx, "presence:r-heal").Err(); err != nil {
+	if err := rdb.Del(ctx, "presence:rider:r-heal").Err(); err != nil { // presence is per user key (role:sub)
 		t.Fatal(err)
 	}
 	rs.restart() // comes back without the entry
 	requestRide(t, rider, "req")
 	rider.await("the REQUESTED push", 8*time.Second, tripState("REQUESTED"))
-	if n, err := rdb.SCard(ctx, "presence:r-heal").Result(); err != nil || n != 1 {
+	if n, err := rdb.SCard(ctx, "presence:rider:r-heal").Result(); err != nil || n != 1 {
 		t.Fatalf("presence of r-heal: %d members (%v), want this gateway again", n, err)
 	}
 }

@@ -185,7 +185,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opt Options) error {
 			return err
 		}
 		hub := livemap.NewHub(agg, 0)
-		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, MaxSpeedKMH: float64(cfg.MaxSpeedKMH), Ready: ready, LiveMap: hub},
+		limits := cfg.Limits
+		limits.MaxSocketsPerUser, limits.MaxSocketsPerIP = cfg.MaxSocketsPerUser, cfg.MaxSocketsPerIP
+		gw = gateway.New(gateway.Config{DevAuth: cfg.DevAuth, DevTokenTTL: cfg.JWTMaxTTL, MaxSpeedKMH: float64(cfg.MaxSpeedKMH), Ready: ready, LiveMap: hub,
+			Limits: limits},
 			tokens, producer, store, rdb, log.With("service", Gateway))
 		parts.Gateway, parts.LiveMap = gw, hub
 		for p, h := range page {
