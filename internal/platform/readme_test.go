@@ -19,7 +19,11 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
 			continue
 		}
-		rows[strings.Trim(strings.TrimSpace(cells[1]), "`")] = strings.TrimSpace(cells[2])
+		name := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		if strings.ToUpper(name) != name { // another table's row (error codes)
+			continue
+		}
+		rows[name] = strings.TrimSpace(cells[2])
 	}
 	for _, s := range Settings() {
 		def, ok := rows[s.Env]
