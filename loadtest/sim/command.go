@@ -46,6 +46,9 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	idle := fs.Int("idle", 0, "instead of a simulation: open this many idle driver sockets, hold them, and report the target's memory and goroutines per socket")
 	settle := fs.Duration("settle", 10*time.Second, "with -idle: how long to hold the sockets before measuring")
+	flood := fs.String("flood", "", "instead of a simulation: legitimate riders request and cancel rides while one client floods; none, user, sockets, reconnect, or all (each in turn)")
+	floodFor := fs.Duration("flood-for", 20*time.Second, "with -flood: how long each run lasts")
+	floodSockets := fs.Int("flood-sockets", 0, "with -flood: sockets the flood opens (user: 8, sockets: 1000)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -62,6 +65,10 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	}
 	if *idle != 0 {
 		return runIdle(ctx, IdleConfig{Target: cfg.Target, Conns: *idle, Settle: *settle, IDPrefix: cfg.IDPrefix}, *jsonPath, stdout, say)
+	}
+	if *flood != "" {
+		return runFlood(ctx, FloodConfig{Target: cfg.Target, Kind: *flood, Duration: *floodFor, Sockets: *floodSockets,
+			IDPrefix: cfg.IDPrefix}, *jsonPath, stdout, say)
 	}
 	if err := cfg.Validate(); err != nil {
 		say("%v", err)
@@ -104,6 +111,42 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			say("%v", err)
 		}
 		return ExitError
+	}
+	return ExitOK
+}
+
+// runFlood measures riders' acks under each flood (the -flood mode).
+func runFlood(ctx context.Context, cfg FloodConfig, jsonPath string, stdout io.Writer, say func(string, ...any)) int {
+	kinds := []string{cfg.Kind}
+	if cfg.Kind == "all" {
+		kinds = FloodKinds
+	}
+	var reps []*FloodReport
+	prefix := cfg.IDPrefix
+	for i, k := range kinds {
+		// Each flood from a loopback address of its own: an IP closed for
+		// abuse is held off for a while, which would be the next flood's.
+		cfg.Kind, cfg.FloodAddr = k, fmt.Sprintf("127.0.0.%d", 2+i)
+		if prefix != "" {
+			cfg.IDPrefix = prefix + "-" + k
+		}
+		say("flood %s: riders requesting and cancelling for %s at %s", k, cfg.Duration, cfg.Target)
+		rep, err := Flood(ctx, cfg)
+		if err != nil {
+			say("%v", err)
+			return ExitError
+		}
+		reps = append(reps, rep)
+	}
+	if err := WriteFloodTable(stdout, reps...); err != nil {
+		say("%v", err)
+		return ExitError
+	}
+	if jsonPath != "" {
+		if err := writeFile(jsonPath, func(w io.Writer) error { return writeIndentedJSON(w, reps) }); err != nil {
+			say("%v", err)
+			return ExitError
+		}
 	}
 	return ExitOK
 }

@@ -19,11 +19,17 @@ import (
 // startPlatform runs every service in-process on an embedded broker and
 // Redis, with short offer timeout and search deadline, and returns its base
 // URL.
-func startPlatform(t *testing.T) string {
+func startPlatform(t *testing.T) string { return startPlatformWith(t, nil) }
+
+// startPlatformWith is startPlatform with settings changed by mutate.
+func startPlatformWith(t *testing.T, mutate func(*platform.Config)) string {
 	t.Helper()
 	cfg := platform.Config{Addr: "127.0.0.1:0", DevAuth: true, LogLevel: "warn", KafkaPartitions: 4,
 		OfferTimeout: 2 * time.Second, SearchDeadline: 6 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 500,
 		MaxSpeedKMH: 5000} // the simulated drivers drive up to 60 times faster than cars
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *platform.Running, 1)
 	done := make(chan error, 1)
