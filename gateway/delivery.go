@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -58,7 +59,7 @@ func (s *Server) RunPushes(ctx context.Context) error {
 					s.evict(f.User, f.Evict)
 					continue
 				}
-				s.hub.deliver(f.User, f.Seq, f.Msg)
+				s.hub.deliver(f.User, f.Seq, f.Msg, f.timing())
 			}
 		}
 	})
@@ -75,6 +76,21 @@ type forwarded struct {
 	Seq   int64           `json:"s,omitempty"`
 	Msg   json.RawMessage `json:"m,omitempty"`
 	Evict string          `json:"e,omitempty"`
+	// At and RequestedAt are the push's Timing, in Unix microseconds.
+	At          int64 `json:"a,omitempty"`
+	RequestedAt int64 `json:"r,omitempty"`
+}
+
+// timing is f's Timing.
+func (f forwarded) timing() Timing {
+	var tm Timing
+	if f.At != 0 {
+		tm.At = time.UnixMicro(f.At)
+	}
+	if f.RequestedAt != 0 {
+		tm.RequestedAt = time.UnixMicro(f.RequestedAt)
+	}
+	return tm
 }
 
 // forward publishes f on replica's channel.
@@ -117,7 +133,11 @@ func (s *Server) handlePushes(ctx context.Context, es []ev.Envelope) error {
 		}
 		// Numbered, kept and delivered under the user key: a driver
 		// whose sub is a rider's id never shares the rider's stream.
-		ps[i] = ToNumber{ID: e.ID, User: p.Key(), Msg: p.Message}
+		tm := Timing{At: e.OccurredAt}
+		if p.RequestedAt != "" {
+			tm.RequestedAt, _ = time.Parse(protocol.TimeFormat, p.RequestedAt) // a bad one is not measured
+		}
+		ps[i] = ToNumber{ID: e.ID, User: p.Key(), Msg: p.Message, Timing: tm}
 	}
 	ps, err := s.dropLateLocations(ctx, ps)
 	if err != nil {
@@ -129,7 +149,7 @@ func (s *Server) handlePushes(ctx context.Context, es []ev.Envelope) error {
 	}
 	for i, n := range ns {
 		if n.Fresh {
-			s.route(ctx, ps[i].User, n)
+			s.route(ctx, ps[i].User, n, ps[i].Timing)
 		}
 	}
 	return nil
@@ -180,13 +200,17 @@ func (s *Server) dropLateLocations(ctx context.Context, ps []ToNumber) ([]ToNumb
 
 // route hands a numbered push to every replica holding a socket of user:
 // this one directly, others over their Redis channel.
-func (s *Server) route(ctx context.Context, user string, n Numbered) {
+func (s *Server) route(ctx context.Context, user string, n Numbered, tm Timing) {
 	for _, r := range n.Replicas {
 		if r == s.replica {
-			s.hub.deliver(user, n.Seq, n.Msg)
+			s.hub.deliver(user, n.Seq, n.Msg, tm)
 			continue
 		}
-		if err := s.forward(ctx, r, forwarded{User: user, Seq: n.Seq, Msg: n.Msg}); err != nil {
+		f := forwarded{User: user, Seq: n.Seq, Msg: n.Msg, At: tm.At.UnixMicro()}
+		if !tm.RequestedAt.IsZero() {
+			f.RequestedAt = tm.RequestedAt.UnixMicro()
+		}
+		if err := s.forward(ctx, r, f); err != nil {
 			s.log.Warn("forward push", "replica", r, "user", user, "err", err)
 		}
 	}
@@ -227,11 +251,11 @@ func (h *hub) remove(s *session) (last bool) {
 	return false
 }
 
-func (h *hub) deliver(user string, seq int64, msg []byte) {
+func (h *hub) deliver(user string, seq int64, msg []byte, tm Timing) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.users[user] {
-		s.push(seq, msg)
+		s.push(seq, msg, tm)
 	}
 }
 

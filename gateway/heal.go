@@ -131,7 +131,7 @@ func (s *session) catchUp(cur int64) {
 		return
 	}
 	for _, m := range missing {
-		s.enqueueLocked(m.Seq, m.Msg)
+		s.enqueueLocked(m.Seq, m.Msg, Timing{})
 	}
 	healedTotal.WithLabelValues("filled").Inc()
 }

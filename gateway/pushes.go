@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -82,6 +83,15 @@ func checkPushMessage(id string, msg []byte) error {
 type ToNumber struct {
 	ID, User string
 	Msg      []byte
+	// Timing is carried to the socket write, where it is measured.
+	Timing Timing
+}
+
+// Timing is when a push's event happened and, for an offer, when its ride
+// was requested: the socket writer observes push latency and request→offer
+// from them.
+type Timing struct {
+	At, RequestedAt time.Time
 }
 
 // NumberAll is Number for many pushes in one round trip (a pipeline), in

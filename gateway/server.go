@@ -135,7 +135,30 @@ var (
 	pushesTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "hexride_gateway_pushes_delivered_total", Help: "Pushes queued to a connected socket.",
 	})
+	// latencyBuckets resolve the 20 ms a city's request→offer is held to,
+	// and the seconds a fault costs.
+	latencyBuckets = []float64{.001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5, 10}
+	pushLatency    = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "hexride_push_latency_seconds", Buckets: latencyBuckets,
+		Help: "From a push's event (its occurred_at) to its write on the phone's socket, for pushes delivered live.",
+	})
+	requestToOffer = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "hexride_request_to_offer_seconds", Buckets: latencyBuckets,
+		Help: "From the ride.request frame's arrival at the gateway to the offer frame's write on the driver's socket.",
+	})
 )
+
+// observeWrite records how long a push written just now took to get here.
+func observeWrite(tm Timing) {
+	if tm.At.IsZero() {
+		return
+	}
+	now := time.Now()
+	pushLatency.Observe(now.Sub(tm.At).Seconds())
+	if !tm.RequestedAt.IsZero() {
+		requestToOffer.Observe(now.Sub(tm.RequestedAt).Seconds())
+	}
+}
 
 // New builds a gateway.
 func New(cfg Config, tokens *Tokens, pub Publisher, trips TripReader, rdb redis.UniversalClient, log *slog.Logger) *Server {

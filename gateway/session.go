@@ -43,7 +43,7 @@ type session struct {
 	mu sync.Mutex
 	// queue holds frames not yet written; writing says a writer goroutine
 	// is draining it. Both are nil and false on an idle socket.
-	queue   [][]byte
+	queue   []queued
 	writing bool
 	// While resuming, live pushes wait in pending so the replay and the live
 	// stream join with no gap and no duplicate.
@@ -64,17 +64,24 @@ type session struct {
 
 // push queues a numbered push; a phone too slow to take its queue is
 // disconnected (it resumes from its last seq), never waited for.
-func (s *session) push(seq int64, msg []byte) {
+func (s *session) push(seq int64, msg []byte, tm Timing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.resuming {
 		s.pending = append(s.pending, Retained{Seq: seq, Msg: msg})
 		return
 	}
-	s.sendLocked(seq, msg)
+	s.sendLocked(seq, msg, tm)
 }
 
-func (s *session) sendLocked(seq int64, msg []byte) {
+// queued is a frame waiting for the writer, with the timing of the push it
+// carries (zero for answers and for pushes read back from the log).
+type queued struct {
+	b  []byte
+	tm Timing
+}
+
+func (s *session) sendLocked(seq int64, msg []byte, tm Timing) {
 	if s.closed || seq <= s.lastSeq {
 		return
 	}
@@ -88,18 +95,18 @@ func (s *session) sendLocked(seq int64, msg []byte) {
 		}
 		for _, m := range missing {
 			if m.Seq < seq {
-				s.enqueueLocked(m.Seq, m.Msg)
+				s.enqueueLocked(m.Seq, m.Msg, Timing{})
 			}
 		}
 	}
-	s.enqueueLocked(seq, msg)
+	s.enqueueLocked(seq, msg, tm)
 }
 
-func (s *session) enqueueLocked(seq int64, msg []byte) {
+func (s *session) enqueueLocked(seq int64, msg []byte, tm Timing) {
 	if s.closed || seq <= s.lastSeq {
 		return
 	}
-	if s.queueLocked(msg) {
+	if s.queueLocked(queued{b: msg, tm: tm}) {
 		s.lastSeq = seq
 		pushesTotal.Inc()
 	}
@@ -108,7 +115,7 @@ func (s *session) enqueueLocked(seq int64, msg []byte) {
 // queueLocked hands a frame to the writer, starting one if none runs. A
 // phone that lets more than limit frames pile up is disconnected (it
 // resumes from its last seq), never waited for.
-func (s *session) queueLocked(b []byte) bool {
+func (s *session) queueLocked(q queued) bool {
 	if s.closed {
 		return false
 	}
@@ -116,7 +123,7 @@ func (s *session) queueLocked(b []byte) bool {
 		s.endLocked(websocket.StatusTryAgainLater, "too slow; resume with after_seq")
 		return false
 	}
-	s.queue = append(s.queue, b)
+	s.queue = append(s.queue, q)
 	if !s.writing {
 		s.writing = true
 		go s.drain()
@@ -145,13 +152,16 @@ func (s *session) drain() {
 			s.mu.Unlock()
 			return
 		}
-		b := s.queue[0]
-		s.queue[0] = nil
+		q := s.queue[0]
+		s.queue[0] = queued{}
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		err := s.conn.Write(ctx, websocket.MessageText, b)
+		err := s.conn.Write(ctx, websocket.MessageText, q.b)
 		cancel()
+		if err == nil {
+			observeWrite(q.tm)
+		}
 		if err != nil {
 			s.mu.Lock()
 			s.queue, s.writing, s.closed = nil, false, true
@@ -170,7 +180,7 @@ func (s *session) answer(a protocol.Answer) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.queueLocked(b)
+	s.queueLocked(queued{b: b})
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -361,10 +371,10 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 		sess.lastSeq = afterSeq
 	}
 	for _, m := range msgs {
-		sess.enqueueLocked(m.Seq, m.Msg)
+		sess.enqueueLocked(m.Seq, m.Msg, Timing{})
 	}
 	for _, m := range sess.pending {
-		sess.sendLocked(m.Seq, m.Msg)
+		sess.sendLocked(m.Seq, m.Msg, Timing{})
 	}
 	sess.pending, sess.resuming = nil, false
 	return nil

@@ -147,8 +147,8 @@ func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 	if err := json.Unmarshal(b, &a); err != nil || a.Type != protocol.MsgAck || a.ID != "a1" {
 		t.Fatalf("answer %s (%v); want an ack of a1", b, err)
 	}
-	s.hub.deliver(ride.UserKey(protocol.RoleDriver, "idle-0"), 1, []byte(`{"type":"trip","seq":1}`))
-	s.hub.deliver(ride.UserKey(protocol.RoleDriver, "idle-0"), 2, []byte(`{"type":"trip","seq":2}`))
+	s.hub.deliver(ride.UserKey(protocol.RoleDriver, "idle-0"), 1, []byte(`{"type":"trip","seq":1}`), Timing{})
+	s.hub.deliver(ride.UserKey(protocol.RoleDriver, "idle-0"), 2, []byte(`{"type":"trip","seq":2}`), Timing{})
 	for want := 1; want <= 2; want++ {
 		_, b, err := c.Read(ctx)
 		if err != nil {

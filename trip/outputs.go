@@ -38,8 +38,11 @@ func outputs(u ride.TripUpdated) []ev.Outgoing {
 			panic(err)
 		}
 		key := ride.UserKey(role, user)
-		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, key), ev.TypePush, key,
-			protocol.Push{UserID: user, Role: role, Message: b})
+		p := protocol.Push{UserID: user, Role: role, Message: b}
+		if kind == protocol.PushOffer {
+			p.RequestedAt = ev.FormatTime(t.RequestedAt)
+		}
+		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, key), ev.TypePush, key, p)
 	}
 	if t.State == ride.StateOffered && t.Offer != nil {
 		push(ride.RoleDriver, t.Offer.DriverID, protocol.PushOffer, protocol.NewOfferMessage(t, *t.Offer))

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestMetricsOnlyOnTheAdminListener: as production runs it, /metrics and
@@ -66,4 +69,33 @@ func TestAdminAddrSettings(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("an admin address that is no host:port was accepted")
 	}
+}
+
+// histogramCount reads a histogram's sample count from this process's
+// registry (every platform of a test binary shares it).
+func histogramCount(t *testing.T, name string) uint64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// TestRequestToOfferAndPushLatencyAreMeasured: an offer written to a
+// driver's socket adds a request→offer sample, and every live push a push
+// latency sample, on the server.
+func TestRequestToOfferAndPushLatencyAreMeasured(t *testing.T) {
+	e := startPlatform(t, nil)
+	offers, pushes := histogramCount(t, "hexride_request_to_offer_seconds"), histogramCount(t, "hexride_push_latency_seconds")
+	acceptedRide(t, e, e)
+	waitFor(t, "request→offer and push latency samples", 5*time.Second, func() bool {
+		return histogramCount(t, "hexride_request_to_offer_seconds") > offers &&
+			histogramCount(t, "hexride_push_latency_seconds") >= pushes+4 // rider REQUESTED, OFFERED; driver offer, OFFERED
+	})
 }
