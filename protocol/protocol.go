@@ -117,7 +117,7 @@ type Push struct {
 	// none; the gateway infers it from the message (PushRole).
 	Role    string          `json:"role,omitempty"`
 	Message json.RawMessage `json:"message"`
-	// RequestedAt is, on an offer, when its ride was requested (in
+	// RequestedAt is, on a trip's first offer, when its ride was requested (in
 	// TimeFormat): the gateway measures request→offer from it to the
 	// offer's write on the socket (hexride_request_to_offer_seconds).
 	RequestedAt string `json:"requested_at,omitempty"`

@@ -39,7 +39,9 @@ func outputs(u ride.TripUpdated) []ev.Outgoing {
 		}
 		key := ride.UserKey(role, user)
 		p := protocol.Push{UserID: user, Role: role, Message: b}
-		if kind == protocol.PushOffer {
+		if kind == protocol.PushOffer && len(t.Offered) == 1 {
+			// A trip's first offer only: a re-offer's wait includes the
+			// declines and expiries before it, which request→offer is not.
 			p.RequestedAt = ev.FormatTime(t.RequestedAt)
 		}
 		add(ev.TopicUserPushes, fmt.Sprintf("push-%s-v%d-%s-%s", t.TripID, t.Version, kind, key), ev.TypePush, key, p)

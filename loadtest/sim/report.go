@@ -128,6 +128,12 @@ type LatencyStats struct {
 	// RequestToOffer is ride.request sent → the rider's first trip push in
 	// state OFFERED.
 	RequestToOffer Percentiles `json:"request_to_offer"`
+	// ServerRequestToOffer is request→offer as the platform measured it
+	// (hexride_request_to_offer_seconds, read from the target's /metrics
+	// before and after the run): the ride.request frame's arrival to the
+	// offer's write on the driver's socket, in bucket resolution. Absent if
+	// the target serves no /metrics on its address.
+	ServerRequestToOffer *Percentiles `json:"server_request_to_offer,omitempty"`
 	// RequestToAccepted is ride.request sent → the rider's first trip push
 	// in state ACCEPTED (or later).
 	RequestToAccepted Percentiles `json:"request_to_accepted"`
@@ -292,7 +298,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "errors by code: %s\n", formatCounts(r.Errors))
 	if len(r.ErrorsByCommand) > 0 {
-		fmt.Fprintf(w, "errors by protocol.Frame: %s\n", formatCounts(r.ErrorsByCommand))
+		fmt.Fprintf(w, "errors by command: %s\n", formatCounts(r.ErrorsByCommand))
 	}
 	if len(r.ClientFailures) > 0 {
 		fmt.Fprintf(w, "client failures: %s\n", formatCounts(r.ClientFailures))
@@ -350,11 +356,14 @@ type percentileRow struct {
 }
 
 func (r *Report) percentileRows() []percentileRow {
-	return []percentileRow{
-		{"request→offer (ms)", r.Latency.RequestToOffer},
+	rows := []percentileRow{{"request→offer (ms)", r.Latency.RequestToOffer}}
+	if p := r.Latency.ServerRequestToOffer; p != nil {
+		rows = append(rows, percentileRow{"  on the server (ms)", *p})
+	}
+	return append(rows, []percentileRow{
 		{"request→accepted (ms)", r.Latency.RequestToAccepted},
 		{"trip push latency (ms)", r.Latency.Push},
 		{"ping→rider latency (ms)", r.Latency.DriverLocation},
 		{"pickup distance (m)", r.PickupDistanceM},
-	}
+	}...)
 }

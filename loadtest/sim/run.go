@@ -75,6 +75,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 
+	metricsURL := strings.TrimSuffix(base.String(), "/") + "/metrics"
+	serverBefore, serverOK := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer)
 	started := time.Now()
 	r.m.tick(started)
 	stopSampling := r.sample()
@@ -99,6 +101,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	r.m.tick(started.Add(elapsed))
 	rep := r.m.report(cfg, started, elapsed)
 	rep.Process = stopSampling()
+	if after, ok := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer); ok && serverOK {
+		p := after.since(serverBefore).percentiles()
+		rep.Latency.ServerRequestToOffer = &p
+	}
 	if cfg.Duration == 0 {
 		return rep, nil // the endless city ends with ctx
 	}
