@@ -261,13 +261,14 @@ func (c *Client) LastSeq() int64 { return c.lastSeq.Load() }
 // Close ends the connection (status 1000) and stops the client: waiting
 // calls return ErrClosed and Pushes is closed.
 func (c *Client) Close() error {
-	c.stop(ErrClosed)
+	c.stop(ErrClosed, true)
 	<-c.done
 	return nil
 }
 
-// stop records why the client ends (the first reason wins) and ends it.
-func (c *Client) stop(why error) {
+// stop records why the client ends (the first reason wins) and ends it;
+// with goodbye, the current connection gets a close handshake (1000) first.
+func (c *Client) stop(why error, goodbye bool) {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = why
@@ -275,8 +276,8 @@ func (c *Client) stop(why error) {
 	c.closing = true
 	cur := c.cur
 	c.mu.Unlock()
-	if cur != nil {
-		go cur.ws.Close(websocket.StatusNormalClosure, "")
+	if cur != nil && goodbye {
+		cur.ws.Close(websocket.StatusNormalClosure, "")
 	}
 	c.cancel()
 }
@@ -372,11 +373,11 @@ func (c *Client) run(ws *websocket.Conn) {
 		refresh := false
 		switch status {
 		case protocol.CloseReplaced:
-			c.stop(ErrReplaced)
+			c.stop(ErrReplaced, false)
 			return
 		case protocol.CloseTokenExpired:
 			if c.opts.Token == nil {
-				c.stop(ErrTokenExpired)
+				c.stop(ErrTokenExpired, false)
 				return
 			}
 			refresh = true
@@ -421,7 +422,7 @@ func (c *Client) run(ws *websocket.Conn) {
 			switch {
 			case errors.Is(err, ErrUnauthorized):
 				if c.opts.Token == nil || refresh {
-					c.stop(err)
+					c.stop(err, false)
 					return
 				}
 				refresh = true // one fresh token; a second refusal ends it
@@ -429,7 +430,7 @@ func (c *Client) run(ws *websocket.Conn) {
 			case errors.Is(err, ErrRateLimited):
 				minWait = max(wait, c.opts.PolicyBackoff)
 			case errors.Is(err, ErrBadRequest):
-				c.stop(err) // a resume point the gateway will never take
+				c.stop(err, false) // a resume point the gateway will never take
 				return
 			}
 			refresh = false

@@ -296,3 +296,42 @@ func frameID(b []byte) string {
 	}
 	return f.ID
 }
+
+// TestCloseAndCancel: a call's ctx ends only that call; Close ends every
+// waiting call with ErrClosed, closes Pushes and says goodbye with 1000.
+func TestCloseAndCancel(t *testing.T) {
+	status := make(chan websocket.StatusCode, 1)
+	f := &fakeGateway{serve: func(n int, c *websocket.Conn) {
+		for { // never answers
+			if _, _, err := c.Read(context.Background()); err != nil {
+				status <- websocket.CloseStatus(err)
+				return
+			}
+		}
+	}}
+	c, err := client.Dial(ctx(t), f.start(t), "tok", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Arrive(short, "t-1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Arrive with an ended ctx: %v", err)
+	}
+	waiting := make(chan error, 1)
+	go func() { _, err := c.Start(context.Background(), "t-1"); waiting <- err }()
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	if err := <-waiting; !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("a waiting Start after Close: %v", err)
+	}
+	if _, ok := <-c.Pushes(); ok {
+		t.Fatal("Pushes still open after Close")
+	}
+	if s := <-status; s != websocket.StatusNormalClosure {
+		t.Fatalf("the gateway saw close %d, want 1000", s)
+	}
+	if _, err := c.Complete(context.Background(), "t-1"); !errors.Is(err, client.ErrClosed) || !errors.Is(c.Err(), client.ErrClosed) {
+		t.Fatalf("after Close: %v, Err %v", err, c.Err())
+	}
+}

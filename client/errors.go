@@ -2,7 +2,6 @@ package client
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/hexride/hexride/protocol"
 )
@@ -82,16 +81,3 @@ var (
 	// same id (Client.Send) is safe.
 	ErrNoAck = errors.New("hexride client: no answer to the command")
 )
-
-// CloseError is how a connection ended, when it was closed with a status:
-// see the protocol.Close* codes. A client reconnects on every status but
-// protocol.CloseReplaced; the last one is what Client.Err wraps when the
-// client stops.
-type CloseError struct {
-	Status int
-	Reason string
-}
-
-func (e *CloseError) Error() string {
-	return fmt.Sprintf("hexride: socket closed with %d %q", e.Status, e.Reason)
-}
