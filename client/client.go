@@ -44,7 +44,8 @@ type Options struct {
 	// The gateway keeps up to 256 pushes for a socket that does not read;
 	// past that it closes it with 1013, and the client reconnects and
 	// resumes after the last push it delivered. So a slow app loses
-	// nothing, but an app that stops reading for long reconnects.
+	// nothing, but an app that stops reading for long reconnects (sooner
+	// if a ping goes unanswered meanwhile: see PingInterval).
 	Buffer int
 
 	// MaxAttempts bounds how often one command is sent (5): it is resent,
@@ -543,11 +544,14 @@ func (c *Client) deliver(f protocol.ServerFrame, raw []byte) error {
 	if err != nil {
 		c.opts.Logger.Warn("hexride client: push does not decode", "err", err, "frame", string(raw))
 	}
+	// Counted before it is handed over, so LastSeq already says so when
+	// the app has it; taken back if the client stops first.
+	c.lastSeq.Store(f.Seq)
 	select {
 	case c.pushes <- p:
-		c.lastSeq.Store(f.Seq)
 		return nil
 	case <-c.ctx.Done():
+		c.lastSeq.Store(last)
 		return ErrClosed
 	}
 }
