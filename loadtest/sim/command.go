@@ -22,10 +22,18 @@ const (
 // the process's exit status.
 func Command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, name+": "+format+"\n", a...) }
-	def := DefaultConfig()
+	// A profile sets the defaults; flags given beside it still win.
+	profile := profileOf(args)
+	def, ok := Profile(profile)
+	if !ok {
+		say("unknown -profile %q: want %s", profile, "city or sweep")
+		return ExitUsage
+	}
 	cfg := def
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.String("profile", profile, "a named load that sets the defaults of the flags below: city (a 10,000-driver city: pings every 4 s, 10 requests/s, 60 s), sweep (the city from 1,000 to 50,000 drivers, one run each; see -sweep)")
+	sweep := fs.String("sweep", "1000,2000,5000,10000,20000,50000", "with -profile sweep: the driver counts, in turn")
 	fs.StringVar(&cfg.Target, "target", def.Target, "platform base URL; loopback only (127.0.0.0/8, ::1, localhost)")
 	fs.IntVar(&cfg.Drivers, "drivers", def.Drivers, "driver phones")
 	fs.Float64Var(&cfg.RequestsPerSec, "rate", def.RequestsPerSec, "ride requests per second (Poisson arrivals)")
@@ -73,6 +81,9 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	if err := cfg.Validate(); err != nil {
 		say("%v", err)
 		return ExitUsage
+	}
+	if profile == "sweep" {
+		return runSweep(ctx, cfg, *sweep, *jsonPath, stdout, say)
 	}
 
 	say("%d drivers, %g requests/s, against %s", cfg.Drivers, cfg.RequestsPerSec, cfg.Target)

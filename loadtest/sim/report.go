@@ -44,6 +44,9 @@ type Report struct {
 	// their rider saw.
 	UnfinishedByState map[string]int64 `json:"unfinished_by_state,omitempty"`
 	Connections       ConnStats        `json:"connections"`
+	// PlatformCores is the target's CPU over the run, in cores (its
+	// process_cpu_seconds_total before and after); 0 without /metrics.
+	PlatformCores float64 `json:"platform_cores,omitempty"`
 	// Process is the simulator's own footprint: the most phones open at
 	// once, and the peak goroutines and heap seen (sampled each second).
 	Process ProcessStats `json:"process"`
@@ -282,6 +285,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		o.Received, o.Accepted, o.Declined, o.Late, o.Busy)
 	cs := r.Connections
 	fmt.Fprintf(tw, "sockets\t%d disconnects, %d reconnects, %d lost\n", cs.Disconnects, cs.Reconnects, cs.Lost)
+	if r.PlatformCores > 0 {
+		fmt.Fprintf(tw, "platform	%.2f cores over the run (its own reading)\n", r.PlatformCores)
+	}
 	if ps := r.Process; ps.PeakPhones > 0 {
 		fmt.Fprintf(tw, "simulator\tpeak %d phones, %d goroutines, %.1f MB heap\n", ps.PeakPhones, ps.PeakGoroutines, ps.PeakHeapMB)
 	}

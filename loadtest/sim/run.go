@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 
 	metricsURL := strings.TrimSuffix(base.String(), "/") + "/metrics"
 	serverBefore, serverOK := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer)
+	cpuBefore, cpuOK := readCPU(ctx, r.http, metricsURL)
 	started := time.Now()
 	r.m.tick(started)
 	stopSampling := r.sample()
@@ -104,6 +105,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if after, ok := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer); ok && serverOK {
 		p := after.since(serverBefore).percentiles()
 		rep.Latency.ServerRequestToOffer = &p
+	}
+	if cpu, ok := readCPU(ctx, r.http, metricsURL); ok && cpuOK {
+		rep.PlatformCores = (cpu - cpuBefore) / elapsed.Seconds()
 	}
 	if cfg.Duration == 0 {
 		return rep, nil // the endless city ends with ctx

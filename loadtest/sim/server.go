@@ -19,6 +19,29 @@ import (
 
 const serverRequestToOffer = "hexride_request_to_offer_seconds"
 
+// readCPU is the target's process_cpu_seconds_total; ok is false without
+// /metrics.
+func readCPU(ctx context.Context, client *http.Client, url string) (float64, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil || families["process_cpu_seconds_total"] == nil {
+		return 0, false
+	}
+	return metricValue(families["process_cpu_seconds_total"].GetMetric()[0]), true
+}
+
 // buckets is a cumulative histogram: upper bounds and counts up to each.
 type buckets struct {
 	le    []float64
