@@ -384,7 +384,7 @@ func (s *Server) resume(ctx context.Context, sess *session, afterSeq int64) erro
 // status to send.
 func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session) (websocket.StatusCode, string) {
 	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
-	strikes := 0
+	strikes := strikes{max: s.cfg.Burst}
 	for {
 		// The read needs no context: a socket's read ends when its
 		// connection closes (the peer leaves, the close handshake ends,
@@ -401,21 +401,18 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 		case !limiter.Allow():
 			framesTotal.WithLabelValues("rate_limited").Inc()
 			refused(refusedSocketRate)
-			if strikes++; strikes > s.cfg.Burst {
+			if strikes.add() {
 				frameBuffers.Put(buf)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
 			}
 			f, _ := DecodeFrame(*buf)
 			s.sendError(sess, f.ID, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"})
 		case typ != websocket.MessageText:
-			strikes = 0
 			s.sendError(sess, "", badRequest("frames must be text"))
 		default:
 			// A frame past the user's budget (across its sockets and the
 			// replicas) is a strike like one past the socket's own.
-			if s.handleFrame(ctx, sess, *buf) {
-				strikes = 0
-			} else if strikes++; strikes > s.cfg.Burst {
+			if !s.handleFrame(ctx, sess, *buf) && strikes.add() {
 				frameBuffers.Put(buf)
 				return websocket.StatusPolicyViolation, "rate limit exceeded"
 			}
@@ -423,6 +420,30 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 		// Nothing keeps the frame's bytes: decoding copies what it reads.
 		frameBuffers.Put(buf)
 	}
+}
+
+// strikeWindow is how long a socket's refused frames count against it.
+const strikeWindow = 10 * time.Second
+
+// strikes counts a socket's frames refused for exceeding a rate over
+// strikeWindow: more than max there close it for abuse (1008), however many
+// frames got through in between. Counting them in a row instead let a
+// flood through: its budget refilling twenty times a second reset the count
+// twenty times a second, and a socket sending thousands of frames a second
+// was never closed (loadtest -flood user).
+type strikes struct {
+	n, max int
+	since  time.Time
+}
+
+// add counts a refused frame and reports whether that makes too many.
+func (s *strikes) add() bool {
+	now := time.Now()
+	if now.Sub(s.since) > strikeWindow {
+		s.n, s.since = 0, now
+	}
+	s.n++
+	return s.n > s.max
 }
 
 func (s *Server) sendError(sess *session, id string, pe *protocol.Error) {

@@ -89,7 +89,7 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 
 	limiter := rate.NewLimiter(rate.Limit(s.cfg.RatePerSec), s.cfg.Burst)
 	status, reason := websocket.StatusNormalClosure, ""
-	strikes := 0
+	strikes := strikes{max: s.cfg.Burst}
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {
@@ -100,7 +100,7 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 		}
 		if !limiter.Allow() {
 			framesTotal.WithLabelValues("rate_limited").Inc()
-			if strikes++; strikes > s.cfg.Burst {
+			if strikes.add() {
 				status, reason = websocket.StatusPolicyViolation, "rate limit exceeded"
 				break
 			}
@@ -108,7 +108,6 @@ func (s *Server) serveViewer(w http.ResponseWriter, r *http.Request, claims Clai
 			sendErr(f.ID, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"})
 			continue
 		}
-		strikes = 0
 		if typ != websocket.MessageText {
 			sendErr("", badRequest("frames must be text"))
 			continue

@@ -174,3 +174,29 @@ func TestReconnectAfterAbuseIs429(t *testing.T) {
 	e.connect("driver", "d-calm", "")
 	e.connect("rider", "d-flood", "") // the same sub as a rider is another user
 }
+
+// TestFloodGettingSomeThroughIsStillClosed: a socket sending three times
+// its rate, so that some of its frames pass as its budget refills, is
+// closed for abuse all the same: refusals count over a window, not in a
+// row (loadtest -flood user found such a socket sending 12,000 frames a
+// second for 20 s, never closed).
+func TestFloodGettingSomeThroughIsStillClosed(t *testing.T) {
+	e := startPlatform(t, nil, Gateway)
+	flood := e.connect("driver", "d-steady", "")
+	go func() {
+		tick := time.NewTicker(time.Second / 60) // 60/s against a limit of 20/s
+		defer tick.Stop()
+		for range 60 * 8 {
+			<-tick.C
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := flood.c.Write(ctx, websocket.MessageText, []byte(`{"type":"location","lat":37.77,"lng":-122.42}`))
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if st := closedWith(t, flood, 10*time.Second); st != websocket.StatusPolicyViolation {
+		t.Fatalf("a socket at three times its rate closed with %d (%v), want 1008", st, flood.readErr)
+	}
+}
