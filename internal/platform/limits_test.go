@@ -109,6 +109,7 @@ func TestNewestSocketWinsAcrossReplicas(t *testing.T) {
 		t.Fatalf("older socket closed with %d (%v), want %d", st, first.readErr, gateway.StatusReplaced)
 	}
 	tripID := requestRide(t, second, "req")
+	second.await("REQUESTED", 10*time.Second, tripState("REQUESTED")) // tripstate has the trip: it can be cancelled
 	// The driver with the same sub is another user: it replaces no one.
 	driver := b.connect("driver", "r-1", "")
 	third := a.connect("rider", "r-1", "")
