@@ -108,7 +108,8 @@ func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaim
 // public contract, each attack the gateway must refuse: each gets the
 // documented answer, and no topic grows and no Redis value changes.
 func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
-	e := startPlatform(t, func(c *Config) { c.JWTSecret = attackSecret })
+	const perIP = 5
+	e := startPlatform(t, func(c *Config) { c.JWTSecret, c.MaxSocketsPerIP = attackSecret, perIP })
 	driver := e.connect("driver", "d-far", "")
 	driver.mustAck("on", map[string]any{"type": "availability", "available": true})
 	driver.mustAck("here", map[string]any{"type": "location", "lat": 37.7749, "lng": -122.4194})
@@ -136,6 +137,14 @@ func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
 	}
 	status := func(token string, header http.Header) func(t *testing.T) string {
 		return func(t *testing.T) string { return fmt.Sprint(e.handshake(token, header)) }
+	}
+	const sixth = "a sixth socket from one address"
+	setup := map[string]func(){ // before the state is taken
+		sixth: func() {
+			e.connect("driver", "d-idle-1", "")
+			e.connect("driver", "d-idle-2", "") // with the three above, the address's limit
+			time.Sleep(300 * time.Millisecond) // their registration written
+		},
 	}
 	cases := []struct {
 		name   string
@@ -175,6 +184,38 @@ func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
 			}
 			return "nothing of the rider's"
 		}, "nothing of the rider's"},
+		{sixth, status(e.token("driver", "d-sixth"), nil), "429"},
+		{"a viewer looking for the rider's doorstep", func(t *testing.T) string {
+			// The pickup is 37.95, -122.25 exactly; the map shows the
+			// centre of its H3 cell, never the point.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, "ws://"+e.run.Addr+"/v1/ws?token="+e.token("viewer", "v-1"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			c.SetReadLimit(1 << 22)
+			for {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(b), `"map.snapshot"`) {
+					continue
+				}
+				if strings.Contains(string(b), `"trips":[]`) {
+					return "no trip on the map"
+				}
+				// Positions travel as integers of 1e-5 degrees.
+				for _, exact := range []string{",3795000,", ",-12225000,"} {
+					if strings.Contains(string(b), exact) {
+						return "the exact pickup"
+					}
+				}
+				return "a cell centre"
+			}
+		}, "a cell centre"},
 		{"/metrics on the phones' address", func(t *testing.T) string {
 			res, err := http.Get("http://" + e.run.Addr + "/metrics")
 			if err != nil {
@@ -196,6 +237,9 @@ func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if f := setup[c.name]; f != nil {
+				f()
+			}
 			before := e.state()
 			if got := c.attack(t); got != c.want {
 				t.Errorf("answered %s, want %s", got, c.want)
