@@ -143,7 +143,7 @@ func TestAttacksAreRefusedAndChangeNothing(t *testing.T) {
 		sixth: func() {
 			e.connect("driver", "d-idle-1", "")
 			e.connect("driver", "d-idle-2", "") // with the three above, the address's limit
-			time.Sleep(300 * time.Millisecond) // their registration written
+			time.Sleep(300 * time.Millisecond)  // their registration written
 		},
 	}
 	cases := []struct {
