@@ -16,6 +16,7 @@ import (
 	"github.com/hexride/hexride/client"
 	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/internal/platformtest"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/protocol"
 )
@@ -40,35 +41,11 @@ func startPlatform(t *testing.T) *testPlatform {
 		SearchDeadline: 60 * time.Second, StaleAfter: 15 * time.Second, MaxPickupM: 5000, DevAuth: true,
 		LogLevel: "warn", DispatchPolicy: "greedy", BatchWindow: 2 * time.Second,
 		KafkaBrokers: strings.Join(broker.Addrs(), ","), RedisAddr: rs.Addr}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *platform.Running, 1)
-	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- platform.Run(ctx, cfg, log, platform.Options{OnReady: func(r *platform.Running) { ready <- r }})
-	}()
-	p := &testPlatform{t: t}
-	select {
-	case p.run = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("platform did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		cancel()
-		t.Fatal("platform did not start within 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("platform stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("platform did not stop within 20s")
-		}
+	run := platformtest.Start(t, func(ctx context.Context, onReady func(*platform.Running)) error {
+		return platform.Run(ctx, cfg, log, platform.Options{OnReady: onReady})
 	})
-	return p
+	return &testPlatform{t: t, run: run}
 }
 
 func (p *testPlatform) url() string { return "ws://" + p.run.Addr + "/v1/ws" }

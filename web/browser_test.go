@@ -26,6 +26,7 @@ import (
 	"github.com/hexride/hexride/events/kafka"
 	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/internal/platformtest"
 	"github.com/hexride/hexride/internal/redistest"
 	"github.com/hexride/hexride/loadtest/sim"
 	"github.com/hexride/hexride/ride"
@@ -51,36 +52,11 @@ func startPlatform(t *testing.T, city *web.City, services ...string) (addr strin
 	cfg := platform.Config{Addr: "127.0.0.1:0", KafkaBrokers: strings.Join(broker.Addrs(), ","), KafkaPartitions: 4,
 		RedisAddr: rs.Addr, OfferTimeout: 10 * time.Second, SearchDeadline: time.Minute, StaleAfter: 15 * time.Second,
 		MaxPickupM: 5000, DevAuth: true, LogLevel: "warn", MaxSpeedKMH: 2000}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *platform.Running, 1)
-	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() {
-		done <- platform.Run(ctx, cfg, logger, platform.Options{Services: services, MapCity: city,
-			OnReady: func(r *platform.Running) { ready <- r }})
-	}()
-	select {
-	case r := <-ready:
-		addr = r.Addr
-	case err := <-done:
-		cancel()
-		t.Fatalf("platform did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("platform did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("platform stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("platform did not stop within 20s")
-		}
+	run := platformtest.Start(t, func(ctx context.Context, onReady func(*platform.Running)) error {
+		return platform.Run(ctx, cfg, logger, platform.Options{Services: services, MapCity: city, OnReady: onReady})
 	})
-	return addr, broker.Addrs()
+	return run.Addr, broker.Addrs()
 }
 
 // demoCity is the simulator's street grid, as the one-command run draws it.

@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/devredis"
 	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/internal/platformtest"
 )
 
 // TestRideAgainstTheOneCommandPlatform starts what `go run ./cmd/hexride`
@@ -24,34 +24,9 @@ func TestRideAgainstTheOneCommandPlatform(t *testing.T) {
 		"HEXRIDE_LOG_LEVEL":       "warn",
 		"HEXRIDE_DEV_SECRET_FILE": filepath.Join(t.TempDir(), "dev-secret"),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *platform.Running, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- platform.Demo(ctx, nil, func(k string) string { return env[k] }, os.Stderr, platform.Options{
-			DevBroker: devbroker.ForPlatform, DevRedis: devredis.Start,
-			OnReady: func(r *platform.Running) { ready <- r }})
-	}()
-	var p *platform.Running
-	select {
-	case p = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("platform did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("platform did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("platform stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("platform did not stop within 20s")
-		}
+	p := platformtest.Start(t, func(ctx context.Context, onReady func(*platform.Running)) error {
+		return platform.Demo(ctx, nil, func(k string) string { return env[k] }, os.Stderr, platform.Options{
+			DevBroker: devbroker.ForPlatform, DevRedis: devredis.Start, OnReady: onReady})
 	})
 
 	var out, errs bytes.Buffer

@@ -58,7 +58,7 @@ type Options struct {
 	Retention  time.Duration
 }
 
-// Start starts an embedded broker as StartEmbeddedBroker does, on any
+// Start starts an embedded broker as StartLocal does, on any
 // address and optionally fsyncing every write: what `hexride broker` serves.
 func Start(o Options) (*Broker, error) {
 	host, portStr, err := net.SplitHostPort(o.Addr)

@@ -13,6 +13,7 @@ import (
 	"github.com/hexride/hexride/internal/devbroker"
 	"github.com/hexride/hexride/internal/devredis"
 	"github.com/hexride/hexride/internal/platform"
+	"github.com/hexride/hexride/internal/platformtest"
 	"github.com/hexride/hexride/loadtest/sim"
 )
 
@@ -30,38 +31,14 @@ func startPlatformWith(t *testing.T, mutate func(*platform.Config)) string {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *platform.Running, 1)
-	done := make(chan error, 1)
 	var logOut io.Writer = io.Discard
 	if os.Getenv("HEXRIDE_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() {
-		done <- platform.Run(ctx, cfg, log, platform.Options{Embedded: true, MetricsOnAddr: true, DevBroker: devbroker.ForPlatform,
-			DevRedis: devredis.Start, OnReady: func(r *platform.Running) { ready <- r }})
-	}()
-	var run *platform.Running
-	select {
-	case run = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("platform did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("platform did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("platform stopped with error: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("platform did not stop within 20s")
-		}
+	run := platformtest.Start(t, func(ctx context.Context, onReady func(*platform.Running)) error {
+		return platform.Run(ctx, cfg, log, platform.Options{Embedded: true, MetricsOnAddr: true, DevBroker: devbroker.ForPlatform,
+			DevRedis: devredis.Start, OnReady: onReady})
 	})
 	return "http://" + run.Addr
 }
