@@ -97,15 +97,20 @@ func Publishing(pub Publisher, log *slog.Logger) Middleware {
 	return func(next BatchHandler) BatchHandler {
 		return func(ctx context.Context, es []Envelope) ([]Outgoing, error) {
 			outs, err := next(ctx, es)
-			if err != nil || len(outs) == 0 {
+			if err != nil {
 				return nil, err
 			}
-			if err := Retry(ctx, log, "publish a handler's events", func() error { return pub.Publish(ctx, outs...) }); err != nil {
-				return nil, err
-			}
-			return nil, nil
+			return nil, publish(ctx, pub, log, outs)
 		}
 	}
+}
+
+// publish makes outs durable, retrying until it succeeds or ctx ends.
+func publish(ctx context.Context, pub Publisher, log *slog.Logger, outs []Outgoing) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	return Retry(ctx, log, "publish a handler's events", func() error { return pub.Publish(ctx, outs...) })
 }
 
 // Deduplicating drops events whose id was among the last n this route

@@ -77,7 +77,7 @@ func (r *Router) run(ctx context.Context, rt Route) error {
 		if len(dead) > 0 {
 			deadLettersTotal.WithLabelValues(rt.Name(), rt.Topic).Add(float64(len(dead)))
 			log.Error("dead-lettering undecodable events", "count", len(dead), "partition", recs[0].Partition, "offset", recs[0].Offset)
-			if _, err := Publishing(pub, log)(constant(dead))(ctx, nil); err != nil {
+			if err := publish(ctx, pub, log, dead); err != nil {
 				return err
 			}
 		}
@@ -114,10 +114,6 @@ func (r *Router) Chain(rt Route, pub Publisher, log *slog.Logger) BatchHandler {
 		h = Deduplicating(rt, rt.Dedup)(h)
 	}
 	return Measuring(rt)(h)
-}
-
-func constant(outs []Outgoing) BatchHandler {
-	return func(context.Context, []Envelope) ([]Outgoing, error) { return outs, nil }
 }
 
 // decodeRecords decodes recs into envelopes that know where they were read
