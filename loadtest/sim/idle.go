@@ -200,19 +200,11 @@ func (r *runner) dialIdle(ctx context.Context, tok string) (*websocket.Conn, err
 // readTargetStats reads the process and gateway figures from a Prometheus
 // text exposition.
 func readTargetStats(ctx context.Context, client *http.Client, url string) (TargetStats, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	families, err := fetchMetrics(ctx, client, url)
 	if err != nil {
 		return TargetStats{}, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return TargetStats{}, fmt.Errorf("read target metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return TargetStats{}, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return parseTargetStats(resp.Body)
+	return targetStats(families)
 }
 
 func parseTargetStats(body io.Reader) (TargetStats, error) {
@@ -221,6 +213,11 @@ func parseTargetStats(body io.Reader) (TargetStats, error) {
 	if err != nil {
 		return TargetStats{}, fmt.Errorf("parse target metrics: %w", err)
 	}
+	return targetStats(families)
+}
+
+// targetStats picks the process and gateway figures out of a reading.
+func targetStats(families map[string]*dto.MetricFamily) (TargetStats, error) {
 	sum := func(name string) (float64, error) {
 		f, ok := families[name]
 		if !ok {

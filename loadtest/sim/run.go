@@ -76,8 +76,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	metricsURL := strings.TrimSuffix(base.String(), "/") + "/metrics"
-	serverBefore, serverOK := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer)
-	cpuBefore, cpuOK := readCPU(ctx, r.http, metricsURL)
+	before := readServer(ctx, r.http, metricsURL)
 	started := time.Now()
 	r.m.tick(started)
 	stopSampling := r.sample()
@@ -102,12 +101,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	r.m.tick(started.Add(elapsed))
 	rep := r.m.report(cfg, started, elapsed)
 	rep.Process = stopSampling()
-	if after, ok := readHistogram(ctx, r.http, metricsURL, serverRequestToOffer); ok && serverOK {
-		p := after.since(serverBefore).percentiles()
+	after := readServer(ctx, r.http, metricsURL)
+	if before.requestToOfferOK && after.requestToOfferOK {
+		p := after.requestToOffer.since(before.requestToOffer).percentiles()
 		rep.Latency.ServerRequestToOffer = &p
 	}
-	if cpu, ok := readCPU(ctx, r.http, metricsURL); ok && cpuOK {
-		rep.PlatformCores = (cpu - cpuBefore) / elapsed.Seconds()
+	if before.cpuOK && after.cpuOK {
+		rep.PlatformCores = (after.cpu - before.cpu) / elapsed.Seconds()
 	}
 	if cfg.Duration == 0 {
 		return rep, nil // the endless city ends with ctx

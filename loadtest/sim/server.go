@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -19,65 +20,64 @@ import (
 
 const serverRequestToOffer = "hexride_request_to_offer_seconds"
 
-// readCPU is the target's process_cpu_seconds_total; ok is false without
-// /metrics.
-func readCPU(ctx context.Context, client *http.Client, url string) (float64, bool) {
+// fetchMetrics reads and parses the target's /metrics.
+func fetchMetrics(ctx context.Context, client *http.Client, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, false
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, false
+		return nil, fmt.Errorf("read target metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, false
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil || families["process_cpu_seconds_total"] == nil {
-		return 0, false
+	if err != nil {
+		return nil, fmt.Errorf("parse target metrics: %w", err)
 	}
-	return metricValue(families["process_cpu_seconds_total"].GetMetric()[0]), true
+	return families, nil
+}
+
+// serverReading is one reading of the target's own figures; each ok is
+// false if the target serves no /metrics there (production puts it on an
+// admin address) or lacks the figure yet.
+type serverReading struct {
+	cpu              float64
+	cpuOK            bool
+	requestToOffer   buckets
+	requestToOfferOK bool
+}
+
+func readServer(ctx context.Context, client *http.Client, url string) serverReading {
+	var r serverReading
+	families, err := fetchMetrics(ctx, client, url)
+	if err != nil {
+		return r
+	}
+	if f := families["process_cpu_seconds_total"]; f != nil && len(f.GetMetric()) > 0 {
+		r.cpu, r.cpuOK = metricValue(f.GetMetric()[0]), true
+	}
+	if f := families[serverRequestToOffer]; f != nil && len(f.GetMetric()) > 0 {
+		h := f.GetMetric()[0].GetHistogram()
+		for _, bk := range h.GetBucket() {
+			r.requestToOffer.le = append(r.requestToOffer.le, bk.GetUpperBound())
+			r.requestToOffer.count = append(r.requestToOffer.count, float64(bk.GetCumulativeCount()))
+		}
+		r.requestToOffer.le = append(r.requestToOffer.le, math.Inf(1))
+		r.requestToOffer.count = append(r.requestToOffer.count, float64(h.GetSampleCount()))
+		r.requestToOfferOK = true
+	}
+	return r
 }
 
 // buckets is a cumulative histogram: upper bounds and counts up to each.
 type buckets struct {
 	le    []float64
 	count []float64
-}
-
-// readHistogram reads one histogram from the target's /metrics; ok is false
-// if the target serves no /metrics there (production puts it on an admin
-// address) or has no such histogram yet.
-func readHistogram(ctx context.Context, client *http.Client, url, name string) (buckets, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return buckets{}, false
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return buckets{}, false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return buckets{}, false
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
-		return buckets{}, false
-	}
-	h := families[name].GetMetric()[0].GetHistogram()
-	var b buckets
-	for _, bk := range h.GetBucket() {
-		b.le = append(b.le, bk.GetUpperBound())
-		b.count = append(b.count, float64(bk.GetCumulativeCount()))
-	}
-	b.le = append(b.le, math.Inf(1))
-	b.count = append(b.count, float64(h.GetSampleCount()))
-	return b, true
 }
 
 // since is what was added to b after before.
@@ -139,8 +139,4 @@ func (b buckets) percentiles() Percentiles {
 		}
 	}
 	return p
-}
-
-func (p Percentiles) String() string {
-	return fmt.Sprintf("p50 %.1f, p90 %.1f, p99 %.1f ms of %d", p.P50, p.P90, p.P99, p.Count)
 }
